@@ -1,0 +1,16 @@
+# The two commands of the README. Both create or reuse .venv through scripts/bootstrap_env.sh.
+PY := .venv/bin/python
+
+.PHONY: env run test bench
+
+env:
+	@bash scripts/bootstrap_env.sh
+
+run: env
+	$(PY) -m dyn_fusion.cli demo --out runs/latest --overwrite
+
+test: env
+	$(PY) -m pytest -q tests
+
+bench: env
+	$(PY) benchmarks/sim_throughput.py

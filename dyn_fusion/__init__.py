@@ -1,0 +1,1 @@
+"""dyn_fusion: command-line entry point and package-level helpers."""

@@ -1,0 +1,1 @@
+"""fusion_core: models, gates, energy, training and evaluation. Never imports rclpy."""

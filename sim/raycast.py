@@ -1,0 +1,44 @@
+"""Thin wrapper over Open3D's RaycastingScene for one instant's triangle soup."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+
+from sim.world import SceneMesh
+
+
+@dataclass
+class RayHits:
+    """Results for N rays."""
+
+    range_m: np.ndarray      # (N,) distance to the hit along the unit ray, inf on a miss
+    object_id: np.ndarray    # (N,) int32 hit object, -1 on a miss
+    normal: np.ndarray       # (N, 3) surface normal at the hit (world frame)
+
+
+class CastScene:
+    """An Embree BVH over one SceneMesh; cast with ``threads`` CPU threads (0 = all cores)."""
+
+    def __init__(self, mesh: SceneMesh, threads: int = 1):
+        self.mesh = mesh
+        self.threads = threads
+        n = len(mesh.triangles)
+        vertices = o3d.core.Tensor(np.ascontiguousarray(mesh.triangles.reshape(-1, 3), dtype=np.float32))
+        indices = o3d.core.Tensor(np.arange(3 * n, dtype=np.uint32).reshape(n, 3))
+        self._scene = o3d.t.geometry.RaycastingScene()
+        self._scene.add_triangles(vertices, indices)
+
+    def cast(self, origin: np.ndarray, directions: np.ndarray) -> RayHits:
+        """Cast rays from one (3,) origin along (N, 3) unit directions (world frame)."""
+        rays = np.empty((len(directions), 6), np.float32)
+        rays[:, :3] = origin
+        rays[:, 3:] = directions
+        out = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self.threads)
+        t_hit = out["t_hit"].numpy()
+        prim = out["primitive_ids"].numpy()
+        hit = np.isfinite(t_hit)
+        object_id = np.full(len(t_hit), -1, np.int32)
+        object_id[hit] = self.mesh.object_id[prim[hit]]
+        return RayHits(t_hit, object_id, out["primitive_normals"].numpy())

@@ -1,0 +1,67 @@
+"""Road centreline: consecutive constant-curvature stretches, sampled densely for lookup.
+
+Positions along the road are given in Frenet coordinates (s: arc length in m, d: lateral offset
+in m, positive to the left of the driving direction of increasing s).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sim.config import RoadConfig
+
+_STEP_M = 0.25
+
+
+class Road:
+    """Centreline lookup: (s, d) -> world (x, y) and heading, vectorised."""
+
+    def __init__(self, config: RoadConfig):
+        self.config = config
+        lengths = np.array([seg.length_m for seg in config.segments])
+        curvatures = np.array([seg.curvature_1pm for seg in config.segments])
+        self.length_m = float(lengths.sum())
+        n = int(np.ceil(self.length_m / _STEP_M)) + 1
+        self._s = np.linspace(0.0, self.length_m, n)
+        seg_index = np.minimum(np.searchsorted(np.cumsum(lengths), self._s, side="right"), len(lengths) - 1)
+        self._curvature = curvatures[seg_index]
+        ds = np.diff(self._s)
+        heading = np.concatenate([[0.0], np.cumsum(self._curvature[:-1] * ds)])
+        # Midpoint heading integration keeps arcs round to well under a centimetre per km.
+        mid = heading[:-1] + 0.5 * self._curvature[:-1] * ds
+        self._x = np.concatenate([[0.0], np.cumsum(np.cos(mid) * ds)])
+        self._y = np.concatenate([[0.0], np.cumsum(np.sin(mid) * ds)])
+        self._heading = heading
+
+    @property
+    def half_width_m(self) -> float:
+        """Kerb-to-centre distance."""
+        return self.config.lane_width_m * self.config.lanes_per_direction
+
+    def lane_center_d(self, lane_index: int, direction: int = 1) -> float:
+        """Lateral offset of a lane centre; direction +1 drives towards +s (right-hand traffic)."""
+        return -direction * (lane_index + 0.5) * self.config.lane_width_m
+
+    def curvature(self, s_m: np.ndarray | float) -> np.ndarray:
+        """Centreline curvature (1/m) at arc length s."""
+        return np.interp(s_m, self._s, self._curvature)
+
+    def pose(self, s_m: np.ndarray | float, d_m: np.ndarray | float = 0.0):
+        """World (x, y, heading) of Frenet points; arrays broadcast."""
+        s = np.clip(s_m, 0.0, self.length_m)
+        h = np.interp(s, self._s, self._heading)
+        x = np.interp(s, self._s, self._x) - np.sin(h) * d_m
+        y = np.interp(s, self._s, self._y) + np.cos(h) * d_m
+        return x, y, h
+
+    def strip(self, d_left_m: float, d_right_m: float, s_from_m: float, s_to_m: float, step_m: float = 2.0):
+        """Triangle mesh (vertices (V, 3) without z, triangles (T, 3)) of the band between two
+        lateral offsets over [s_from, s_to], for ground shading."""
+        s = np.arange(max(0.0, s_from_m), min(self.length_m, s_to_m) + step_m, step_m)
+        s = np.minimum(s, self.length_m)
+        xl, yl, _ = self.pose(s, d_left_m)
+        xr, yr, _ = self.pose(s, d_right_m)
+        verts = np.stack([np.concatenate([xl, xr]), np.concatenate([yl, yr])], axis=1)
+        n = len(s)
+        i = np.arange(n - 1)
+        tris = np.concatenate([np.stack([i, i + n, i + 1], 1), np.stack([i + 1, i + n, i + n + 1], 1)])
+        return verts, tris

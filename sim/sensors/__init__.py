@@ -1,0 +1,1 @@
+"""Sensor models. Each takes a :class:`CaptureContext` and returns its payload array."""

@@ -1,0 +1,361 @@
+"""Procedural world: road surfaces, buildings, poles, and moving actors with ground truth.
+
+Geometry is held as triangle soup (T, 3, 3) with one object index per triangle, so building
+the ray-casting mesh for any instant is a slice of the static soup plus the actors' boxes.
+Objects carry the material properties every sensor model reads (albedo, LiDAR reflectivity,
+radar cross-section) in one table, :class:`ObjectTable`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fusion_core.boxes import make_boxes
+from sim.config import ScenarioConfig
+from sim.road import Road
+
+# Object kinds (index into ObjectTable.kind).
+GROUND, ROAD, SIDEWALK, MARKING, BUILDING, POLE, ACTOR = range(7)
+KIND_NAMES = ("ground", "road", "sidewalk", "marking", "building", "pole", "actor")
+
+CAR, PEDESTRIAN, CYCLIST = 0, 1, 2
+_CHUNK_M = 20.0
+
+# Unit cube centred on the origin, 12 outward-facing triangles.
+_CUBE_V = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
+_CUBE_T = np.array([
+    [0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+    [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3],
+])
+_CUBE_SOUP = _CUBE_V[_CUBE_T]  # (12, 3, 3)
+
+
+def _box_soup(center_xyz, size_lwh) -> np.ndarray:
+    """Axis-aligned box as triangle soup (12, 3, 3) in a local frame."""
+    return _CUBE_SOUP * np.asarray(size_lwh) + np.asarray(center_xyz)
+
+
+# Local actor shapes (triangle soup relative to the box's bottom-centre) and their GT box size.
+def _car_shape(l, w, h):
+    return np.concatenate([
+        _box_soup((0, 0, 0.3 * h), (l, w, 0.6 * h)),
+        _box_soup((-0.1 * l, 0, 0.8 * h), (0.5 * l, 0.9 * w, 0.4 * h)),
+    ])
+
+
+def _pedestrian_shape(l, w, h):
+    return np.concatenate([
+        _box_soup((0, 0, 0.42 * h), (0.6 * l, 0.8 * w, 0.84 * h)),
+        _box_soup((0, 0, 0.92 * h), (0.45 * l, 0.35 * w, 0.16 * h)),
+    ])
+
+
+def _cyclist_shape(l, w, h):
+    return np.concatenate([
+        _box_soup((0, 0, 0.3 * h), (l, 0.25 * w, 0.6 * h)),
+        _box_soup((-0.05 * l, 0, 0.78 * h), (0.3 * l, 0.8 * w, 0.44 * h)),
+    ])
+
+
+@dataclass
+class ObjectTable:
+    """Per-object properties, indexed by object id (static objects first, then actors)."""
+
+    kind: np.ndarray           # (O,) int  kind code (GROUND..ACTOR)
+    albedo_rgb: np.ndarray     # (O, 3) float  diffuse colour in [0, 1]
+    reflectivity: np.ndarray   # (O,) float  LiDAR reflectivity in [0, 1]
+    rcs_dbsm: np.ndarray       # (O,) float  radar cross-section
+    track_id: np.ndarray       # (O,) int  actor track id, -1 for static objects
+    class_id: np.ndarray       # (O,) int  actor class, -1 for static objects
+
+
+@dataclass
+class Actors:
+    """Moving and parked road users, motion given in Frenet coordinates.
+
+    s(t) = s0 + vs * t;  d(t) bounces between d_min and d_max at speed |vd| (crossing walkers).
+    """
+
+    class_id: np.ndarray       # (A,) int
+    size_lwh_m: np.ndarray     # (A, 3)
+    s0_m: np.ndarray           # (A,)
+    d0_m: np.ndarray           # (A,)
+    vs_mps: np.ndarray         # (A,) along-road speed (negative = oncoming)
+    vd_mps: np.ndarray         # (A,) lateral speed at t = 0
+    d_min_m: np.ndarray        # (A,) lateral bounce limits
+    d_max_m: np.ndarray        # (A,)
+
+    def __len__(self) -> int:
+        return len(self.class_id)
+
+
+@dataclass
+class ActorStates:
+    """World-frame actor states at one instant."""
+
+    xyz_m: np.ndarray          # (A, 3) bottom-centre
+    yaw_rad: np.ndarray        # (A,)
+    velocity_mps: np.ndarray   # (A, 3) world frame
+
+
+@dataclass
+class SceneMesh:
+    """Everything the ray caster needs for one instant."""
+
+    triangles: np.ndarray      # (T, 3, 3) float32 world coordinates
+    object_id: np.ndarray      # (T,) int32 object of each triangle
+    object_velocity_mps: np.ndarray  # (O, 3) world velocity of each object (zero for static)
+
+
+class World:
+    """The procedural world of one scenario; deterministic for the scenario seed."""
+
+    def __init__(self, config: ScenarioConfig):
+        self.config = config
+        self.road = Road(config.road)
+        rng = np.random.default_rng([config.seed, 0xB0A7])
+        static_soups, static_props = self._static_geometry(rng)
+        self.actors = self._spawn_actors(rng)
+        self._actor_soups, self._actor_soup_valid = self._actor_local_soups()
+        self._actor_albedo = self._actor_colours(rng)
+        self._actor_rcs = np.where(
+            self.actors.class_id == CAR, 10.0, np.where(self.actors.class_id == PEDESTRIAN, -8.0, -3.0)
+        ) + rng.normal(0.0, 2.0, len(self.actors))
+
+        # Sort static triangles by road chunk so any window of road is one contiguous slice.
+        soup = np.concatenate([s for s, _o, _c in static_soups]).astype(np.float32)
+        obj = np.concatenate([o for _s, o, _c in static_soups]).astype(np.int32)
+        chunk = np.concatenate([c for _s, _o, c in static_soups])
+        order = np.argsort(chunk, kind="stable")
+        self._static_soup, self._static_obj, self._static_chunk = soup[order], obj[order], chunk[order]
+        n_chunks = int(np.ceil(self.road.length_m / _CHUNK_M)) + 2
+        self._chunk_start = np.searchsorted(self._static_chunk, np.arange(n_chunks + 1))
+        self._ground = self._ground_soup()
+
+        n_static = len(static_props["kind"])
+        a = len(self.actors)
+        self.objects = ObjectTable(
+            kind=np.concatenate([static_props["kind"], np.full(a, ACTOR)]).astype(np.int32),
+            albedo_rgb=np.concatenate([static_props["albedo"], self._actor_albedo]).astype(np.float32),
+            reflectivity=np.concatenate([static_props["refl"], 0.15 + 0.6 * self._actor_albedo.mean(1)]).astype(np.float32),
+            rcs_dbsm=np.concatenate([static_props["rcs"], self._actor_rcs]).astype(np.float32),
+            track_id=np.concatenate([np.full(n_static, -1), np.arange(a)]).astype(np.int32),
+            class_id=np.concatenate([np.full(n_static, -1), self.actors.class_id]).astype(np.int32),
+        )
+        self.n_static_objects = n_static
+
+    # ------------------------------------------------------------------ static geometry
+    def _static_geometry(self, rng):
+        """Triangle soups with object ids and road-chunk ids, plus per-object properties."""
+        road, cfg = self.road, self.config
+        hw, sw = road.half_width_m, cfg.road.sidewalk_width_m
+        props = {"kind": [GROUND], "albedo": [(0.28, 0.33, 0.2)], "refl": [0.25], "rcs": [-20.0]}
+        soups = []
+
+        def add_object(kind, albedo, refl, rcs):
+            props["kind"].append(kind)
+            props["albedo"].append(albedo)
+            props["refl"].append(refl)
+            props["rcs"].append(rcs)
+            return len(props["kind"]) - 1
+
+        def add_strip(obj_id, d_left, d_right, z=0.0, s_ranges=None):
+            for s0, s1 in s_ranges or [(0.0, road.length_m)]:
+                for c0 in np.arange(s0, s1, _CHUNK_M):
+                    c1 = min(c0 + _CHUNK_M, s1)
+                    verts, tris = road.strip(d_left, d_right, c0, c1, step_m=min(2.0, c1 - c0))
+                    v3 = np.concatenate([verts, np.full((len(verts), 1), z)], 1)
+                    soup = v3[tris]
+                    chunk = np.full(len(soup), int((c0 + c1) / 2 // _CHUNK_M))
+                    soups.append((soup, np.full(len(soup), obj_id), chunk))
+
+        road_id = add_object(ROAD, (0.18, 0.18, 0.19), 0.1, -15.0)
+        add_strip(road_id, hw, -hw)
+        side_id = add_object(SIDEWALK, (0.5, 0.48, 0.45), 0.3, -15.0)
+        add_strip(side_id, hw + sw, hw)
+        add_strip(side_id, -hw, -hw - sw)
+        # Lane markings: retro-reflective paint, bright in LiDAR intensity and in RGB.
+        white = add_object(MARKING, (0.85, 0.85, 0.82), 0.9, -15.0)
+        yellow = add_object(MARKING, (0.85, 0.7, 0.15), 0.9, -15.0)
+        z_paint = 0.005
+        add_strip(yellow, 0.08, -0.08, z_paint)
+        add_strip(white, hw - 0.1, hw - 0.25, z_paint)
+        add_strip(white, -hw + 0.25, -hw + 0.1, z_paint)
+        dashes = [(s, s + 3.0) for s in np.arange(0.0, road.length_m - 3.0, 9.0)]
+        for lane in range(1, cfg.road.lanes_per_direction):
+            d = lane * cfg.road.lane_width_m
+            add_strip(white, d + 0.07, d - 0.07, z_paint, dashes)
+            add_strip(white, -d + 0.07, -d - 0.07, z_paint, dashes)
+
+        def add_boxes_along(count_per_100m, make, kind, side):
+            n = rng.poisson(count_per_100m * road.length_m / 100.0)
+            for s in np.sort(rng.uniform(0.0, road.length_m, n)):
+                size, d, albedo, refl, rcs = make(side)
+                x, y, h = road.pose(s, d)
+                soup = _box_soup((0, 0, size[2] / 2), size)
+                c, si = np.cos(h), np.sin(h)
+                rot = np.array([[c, -si, 0], [si, c, 0], [0, 0, 1]])
+                soup = soup @ rot.T + np.array([x, y, 0.0])
+                obj_id = add_object(kind, albedo, refl, rcs)
+                soups.append((soup, np.full(12, obj_id), np.full(12, int(s // _CHUNK_M))))
+
+        def building(side):
+            depth = rng.uniform(8, 16)
+            size = (rng.uniform(8, 25), depth, rng.uniform(5, 18))
+            d = side * (hw + sw + rng.uniform(1.0, 6.0) + depth / 2)
+            tone = rng.uniform(0.35, 0.75)
+            albedo = tuple(np.clip(tone * np.array([1.0, 0.95, 0.85]) + rng.normal(0, 0.05, 3), 0, 1))
+            return size, d, albedo, 0.4, 25.0
+
+        def pole(side):
+            return (0.25, 0.25, rng.uniform(4, 8)), side * (hw + 0.6), (0.45, 0.45, 0.47), 0.5, 8.0
+
+        for side in (1, -1):
+            add_boxes_along(self.config.traffic.buildings_per_100m, building, BUILDING, side)
+            add_boxes_along(self.config.traffic.poles_per_100m, pole, POLE, side)
+        arrays = {k: np.asarray(v, dtype=float) for k, v in props.items()}
+        return soups, arrays
+
+    def _ground_soup(self) -> np.ndarray:
+        """A large ground quad just below the road surface (object 0)."""
+        x, y, _ = self.road.pose(np.linspace(0, self.road.length_m, 200))
+        lo = np.array([x.min(), y.min()]) - 500.0
+        hi = np.array([x.max(), y.max()]) + 500.0
+        z = -0.02
+        quad = np.array([[lo[0], lo[1], z], [hi[0], lo[1], z], [hi[0], hi[1], z], [lo[0], hi[1], z]])
+        return quad[[[0, 1, 2], [0, 2, 3]]].astype(np.float32)
+
+    # ------------------------------------------------------------------ actors
+    def _spawn_actors(self, rng) -> Actors:
+        cfg, road = self.config, self.road
+        traffic = cfg.traffic
+        lw, nl = cfg.road.lane_width_m, cfg.road.lanes_per_direction
+        hw, sw = road.half_width_m, cfg.road.sidewalk_width_m
+        per_m = road.length_m / 100.0
+        rows = []  # (class, l, w, h, s0, d0, vs, vd, dmin, dmax)
+
+        for _ in range(rng.poisson(traffic.cars_per_100m * per_m)):
+            direction = rng.choice((1, -1))
+            lane = rng.integers(nl)
+            d = road.lane_center_d(lane, direction) + rng.normal(0, 0.15)
+            size = (rng.uniform(4.0, 5.2), rng.uniform(1.75, 2.05), rng.uniform(1.4, 1.9))
+            speed = direction * rng.uniform(5.0, 14.0)
+            rows.append((CAR, *size, rng.uniform(0, road.length_m), d, speed, 0.0, d, d))
+        for _ in range(rng.poisson(traffic.parked_cars_per_100m * per_m)):
+            side = rng.choice((1, -1))
+            d = side * (hw - 1.1)
+            size = (rng.uniform(4.0, 5.2), rng.uniform(1.75, 2.05), rng.uniform(1.4, 1.9))
+            rows.append((CAR, *size, rng.uniform(0, road.length_m), d, 0.0, 0.0, d, d))
+        for _ in range(rng.poisson(traffic.pedestrians_per_100m * per_m)):
+            size = (rng.uniform(0.45, 0.7), rng.uniform(0.5, 0.75), rng.uniform(1.5, 1.9))
+            s0 = rng.uniform(0, road.length_m)
+            if rng.random() < traffic.crossing_fraction:
+                d0 = rng.uniform(-hw - sw / 2, hw + sw / 2)
+                vd = rng.choice((1, -1)) * rng.uniform(0.8, 1.6)
+                rows.append((PEDESTRIAN, *size, s0, d0, 0.0, vd, -hw - sw / 2, hw + sw / 2))
+            else:
+                side = rng.choice((1, -1))
+                d0 = side * (hw + rng.uniform(0.5, max(0.6, sw - 0.5)))
+                vs = rng.choice((0.0, 1.0, -1.0), p=(0.3, 0.35, 0.35)) * rng.uniform(0.8, 1.6)
+                rows.append((PEDESTRIAN, *size, s0, d0, vs, 0.0, d0, d0))
+        for _ in range(rng.poisson(traffic.cyclists_per_100m * per_m)):
+            direction = rng.choice((1, -1))
+            d = direction * -(hw - 0.8)
+            size = (rng.uniform(1.6, 1.9), rng.uniform(0.55, 0.75), rng.uniform(1.6, 1.85))
+            rows.append((CYCLIST, *size, rng.uniform(0, road.length_m), d, direction * rng.uniform(3.0, 7.0), 0.0, d, d))
+
+        if not rows:
+            empty = np.zeros(0)
+            return Actors(np.zeros(0, int), np.zeros((0, 3)), empty, empty, empty, empty, empty, empty)
+        a = np.array(rows, dtype=float)
+        return Actors(
+            class_id=a[:, 0].astype(int), size_lwh_m=a[:, 1:4], s0_m=a[:, 4], d0_m=a[:, 5],
+            vs_mps=a[:, 6], vd_mps=a[:, 7], d_min_m=a[:, 8], d_max_m=a[:, 9],
+        )
+
+    def _actor_colours(self, rng) -> np.ndarray:
+        car_palette = np.array([
+            [0.8, 0.1, 0.1], [0.1, 0.2, 0.7], [0.9, 0.9, 0.9], [0.1, 0.1, 0.1], [0.6, 0.6, 0.62],
+            [0.1, 0.45, 0.2], [0.9, 0.75, 0.1], [0.35, 0.2, 0.1],
+        ])
+        cls = self.actors.class_id
+        colours = rng.uniform(0.1, 0.9, (len(cls), 3))
+        cars = cls == CAR
+        colours[cars] = car_palette[rng.integers(len(car_palette), size=int(cars.sum()))]
+        colours[cls == CYCLIST] = np.clip(colours[cls == CYCLIST] * [1.0, 0.6, 0.2] + [0.0, 0.3, 0.6], 0, 1)
+        return colours
+
+    def _actor_local_soups(self):
+        """Each actor's shape in its own frame, padded to a common triangle count so all actors
+        transform in one einsum: soups (A, T, 3, 3) and a validity mask (A, T)."""
+        shapes = {CAR: _car_shape, PEDESTRIAN: _pedestrian_shape, CYCLIST: _cyclist_shape}
+        soups = [shapes[c](*size) for c, size in zip(self.actors.class_id, self.actors.size_lwh_m)]
+        t_max = max((len(s) for s in soups), default=1)
+        out = np.zeros((len(soups), t_max, 3, 3))
+        valid = np.zeros((len(soups), t_max), bool)
+        for i, soup in enumerate(soups):
+            out[i, : len(soup)] = soup
+            valid[i, : len(soup)] = True
+        return out, valid
+
+    def actor_states(self, t_s: float) -> ActorStates:
+        """World poses and velocities of all actors at time t."""
+        ac = self.actors
+        s = ac.s0_m + ac.vs_mps * t_s
+        # Reflect lateral motion between the limits (a triangle wave) for crossing walkers.
+        span = np.maximum(ac.d_max_m - ac.d_min_m, 1e-9)
+        travelled = ac.d0_m - ac.d_min_m + ac.vd_mps * t_s
+        phase = np.mod(travelled, 2 * span)
+        forward = phase < span
+        d = np.where(ac.vd_mps == 0, ac.d0_m, ac.d_min_m + np.where(forward, phase, 2 * span - phase))
+        vd = np.where(forward, ac.vd_mps, -ac.vd_mps)
+        vd = np.where(ac.vd_mps == 0, 0.0, vd)
+        # Actors that run off either end of the road wrap around (keeps density constant).
+        s = np.mod(s, self.road.length_m)
+        x, y, heading = self.road.pose(s, d)
+        tangent = np.stack([np.cos(heading), np.sin(heading)], 1)
+        normal = np.stack([-np.sin(heading), np.cos(heading)], 1)
+        vel_xy = tangent * ac.vs_mps[:, None] + normal * vd[:, None]
+        moving = np.hypot(vel_xy[:, 0], vel_xy[:, 1]) > 0.05
+        yaw = np.where(moving, np.arctan2(vel_xy[:, 1], vel_xy[:, 0]), heading)
+        xyz = np.stack([x, y, np.zeros_like(x)], 1)
+        vel = np.concatenate([vel_xy, np.zeros((len(ac), 1))], 1)
+        return ActorStates(xyz, yaw, vel)
+
+    def ground_truth_world(self, states: ActorStates, near_xy_m: np.ndarray, radius_m: float):
+        """Indices of actors within radius of a point, and their world boxes (N, BOX_DIM)."""
+        dist = np.hypot(states.xyz_m[:, 0] - near_xy_m[0], states.xyz_m[:, 1] - near_xy_m[1])
+        idx = np.flatnonzero(dist <= radius_m)
+        size = self.actors.size_lwh_m[idx]
+        centers = states.xyz_m[idx] + np.stack([np.zeros(len(idx)), np.zeros(len(idx)), size[:, 2] / 2], 1)
+        boxes = make_boxes(centers, size, states.yaw_rad[idx], states.velocity_mps[idx, :2], self.actors.class_id[idx])
+        return idx, boxes
+
+    # ------------------------------------------------------------------ per-instant mesh
+    def scene_mesh(self, t_s: float, ego_s_m: float, states: ActorStates | None = None,
+                   behind_m: float = 60.0, ahead_m: float = 170.0) -> SceneMesh:
+        """Triangle soup of everything within the road window around the ego at time t."""
+        if states is None:
+            states = self.actor_states(t_s)
+        c0 = max(0, int((ego_s_m - behind_m) // _CHUNK_M))
+        c1 = min(len(self._chunk_start) - 2, int((ego_s_m + ahead_m) // _CHUNK_M))
+        lo, hi = self._chunk_start[c0], self._chunk_start[c1 + 1]
+        parts = [self._ground, self._static_soup[lo:hi]]
+        ids = [np.zeros(2, np.int32), self._static_obj[lo:hi]]
+
+        ego_x, ego_y, _ = self.road.pose(ego_s_m, 0.0)
+        near = np.flatnonzero(
+            np.hypot(states.xyz_m[:, 0] - ego_x, states.xyz_m[:, 1] - ego_y) < max(behind_m, ahead_m))
+        if len(near):
+            local = self._actor_soups[near]  # (n, T, 3, 3), padded with degenerate triangles
+            c, s = np.cos(states.yaw_rad[near]), np.sin(states.yaw_rad[near])
+            rot = np.zeros((len(near), 3, 3))
+            rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1.0
+            world = np.einsum("nij,ntvj->ntvi", rot, local) + states.xyz_m[near, None, None, :]
+            valid = self._actor_soup_valid[near]
+            parts.append(world[valid].astype(np.float32))
+            ids.append(np.repeat(self.n_static_objects + near, valid.sum(1)).astype(np.int32))
+        velocity = np.zeros((len(self.objects.kind), 3), np.float32)
+        velocity[self.n_static_objects:] = states.velocity_mps
+        return SceneMesh(np.concatenate(parts), np.concatenate(ids), velocity)
