@@ -44,10 +44,10 @@ class RoadConfig:
 
 @dataclass(frozen=True)
 class TrafficConfig:
-    cars_per_100m: float = param(3.0, "moving cars per 100 m of road (both directions)", lo=0.0, hi=40.0)
-    parked_cars_per_100m: float = param(2.0, "parked cars at the kerb per 100 m", lo=0.0, hi=20.0)
-    pedestrians_per_100m: float = param(4.0, "pedestrians per 100 m (on sidewalks or crossing)", lo=0.0, hi=50.0)
-    cyclists_per_100m: float = param(1.5, "cyclists per 100 m (kerb lane)", lo=0.0, hi=20.0)
+    cars_per_100m: float = param(4.0, "moving cars per 100 m of road (both directions)", lo=0.0, hi=40.0)
+    parked_cars_per_100m: float = param(2.5, "parked cars at the kerb per 100 m", lo=0.0, hi=20.0)
+    pedestrians_per_100m: float = param(5.0, "pedestrians per 100 m (on sidewalks or crossing)", lo=0.0, hi=50.0)
+    cyclists_per_100m: float = param(2.0, "cyclists per 100 m (kerb lane)", lo=0.0, hi=20.0)
     buildings_per_100m: float = param(3.0, "buildings per 100 m on each side", lo=0.0, hi=20.0)
     poles_per_100m: float = param(4.0, "poles (lamps, signs) per 100 m on each side", lo=0.0, hi=40.0)
     crossing_fraction: float = param(0.3, "fraction of pedestrians crossing the road", lo=0.0, hi=1.0)

@@ -67,6 +67,7 @@ def weather_effects(config: WeatherConfig) -> WeatherEffects:
             visibility_m=300.0 * (1 - s) ** 1.5 + 18.0, fog_colour=0.78, ambient_light=0.8,
             lidar_spurious_prob=0.04 * s, lidar_spurious_range_m=(1.0, 6.0),
             depth_range_factor=max(0.15, 1.0 - 0.85 * s), depth_noise_mult=1.0 + 1.5 * s,
+            depth_invalid_prob=0.35 * s,  # scattered pattern light: pixels fail, not only far ones
             radar_attenuation_db=0.2 * s,
         )
     elif c == "snow":

@@ -2,8 +2,9 @@
 
 Returns follow a lidar-equation detection test: a return is reported when
 reflectivity * |cos(incidence)| * exp(-2 beta r) / r^2 exceeds the power a 10 %-reflective
-target gives at the configured maximum range in clear air. Fog therefore collapses the range,
-and dark, grazing surfaces (road far away) vanish first. Rain, snow and fog add spurious near
+target gives at the configured maximum range in clear air, times a noise floor that backscatter
+raises in proportion to the extinction. Fog therefore collapses the range, and dark, grazing
+surfaces (road far away) vanish first. Rain, snow and fog add spurious near
 returns (drops, flakes, backscatter) with low intensity.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sim.config import LidarConfig
 from sim.sensors.context import CaptureContext
 
 _REFERENCE_REFLECTIVITY = 0.1
+_BACKSCATTER_FLOOR_M = 100.0  # noise-floor rise per unit extinction (1/m)
 
 
 class LidarModel:
@@ -42,7 +44,9 @@ class LidarModel:
         cos_inc = np.abs(np.einsum("ij,ij->i", hits.normal[cand], dirs_world[cand]))
         attenuation = np.exp(-2.0 * w.extinction_1pm * r)
         echo = ctx.objects.reflectivity[obj] * cos_inc * attenuation
-        keep = echo >= self._threshold * r * r
+        # Backscatter from the medium raises the receiver's noise floor (fog, heavy rain).
+        noise_floor = 1.0 + _BACKSCATTER_FLOOR_M * w.extinction_1pm
+        keep = echo >= self._threshold * noise_floor * r * r
         keep &= rng.random(len(cand)) >= (c.beam_dropout + w.lidar_extra_dropout)
         if ctx.occluded_fraction > 0:
             keep &= ~self._occluded(ctx.occluded_fraction)[cand]

@@ -79,7 +79,7 @@ class RgbCameraModel:
         if w.rgb_flakes:
             self._draw_flakes(img, rng, w.rgb_flakes)
         if ctx.occluded_fraction > 0:
-            img[self.intrinsics.occlusion_mask(ctx.occluded_fraction)] = 0.03
+            img[self.intrinsics.occlusion_mask(ctx.occluded_fraction)] = 0.002  # mud: almost no light
 
         gain = c.exposure * float(np.clip(_TARGET_MEAN / max(float(img.mean()), 1e-4), 0.3, _MAX_GAIN))
         # Shot + read noise, applied in linear space after the exposure gain.

@@ -1,0 +1,204 @@
+"""One-glance contact sheet of a simulator run: camera images, LiDAR and radar bird's-eye views
+with ground truth, and IMU traces, rendered to a PNG with matplotlib's Agg canvas (no display, no pyplot global state)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Polygon
+
+from fusion_core.boxes import CLASS_ID, CLASS_NAMES, box_corners_bev
+from sim.readings import SimFrame
+
+FIGSIZE_IN = (16.0, 9.0)
+DPI = 100  # 1600 x 900 px
+BEV_X_M = (-20.0, 60.0)   # forward range shown (base_link x)
+BEV_Y_M = (-30.0, 30.0)   # lateral range shown (base_link y, left positive)
+CLASS_COLOURS = {"car": "#1f77b4", "pedestrian": "#d62728", "cyclist": "#2ca02c"}
+_FALLBACK_COLOUR = "#9467bd"
+_EGO_FOOTPRINT = np.array([[3.8, 0.9], [-1.0, 0.9], [-1.0, -0.9], [3.8, -0.9], [4.4, 0.0]])  # base_link, m
+
+
+def _to_base(points: np.ndarray, base_from_sensor: np.ndarray) -> np.ndarray:
+    """(N, 3+) sensor-frame points -> (N, 3) base_link."""
+    xyz = np.asarray(points[:, :3], np.float64)
+    return xyz @ base_from_sensor[:3, :3].T + base_from_sensor[:3, 3]
+
+
+def _absence_reason(frame: SimFrame, sensor: str) -> str:
+    reasons = sorted({d.reason for d in frame.dropped if d.sensor == sensor})
+    if reasons:
+        return "dropped (" + ", ".join(reasons) + ")"
+    return "no capture in this frame"
+
+
+def _no_data(ax, title: str, reason: str) -> None:
+    ax.set_title(title, fontsize=10)
+    ax.set_facecolor("#eeeeee")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, f"no data:\n{reason}", transform=ax.transAxes, ha="center", va="center",
+            fontsize=13, color="#b00000", fontweight="bold", wrap=True)
+
+
+def _class_colour(class_id: float) -> str:
+    k = int(class_id)
+    return CLASS_COLOURS.get(CLASS_NAMES[k], _FALLBACK_COLOUR) if 0 <= k < len(CLASS_NAMES) else _FALLBACK_COLOUR
+
+
+def _bev_axes(ax, title: str) -> None:
+    """Bird's-eye axes with x (forward) up and y (left) to the left, as seen from above."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(BEV_Y_M[1], BEV_Y_M[0])  # +y (left) on the left
+    ax.set_ylim(*BEV_X_M)
+    ax.set_aspect("equal")
+    ax.set_xlabel("y [m] (left +)", fontsize=8)
+    ax.set_ylabel("x [m] (forward)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, color="#dddddd", lw=0.5, zorder=0)
+
+
+def _draw_boxes_and_ego(ax, boxes: np.ndarray, legend: bool) -> None:
+    if len(boxes):
+        for corners, cid in zip(box_corners_bev(boxes), boxes[:, CLASS_ID]):
+            # Plot coordinates are (y, x): swap the BEV columns.
+            ax.add_patch(Polygon(corners[:, ::-1], closed=True, fill=False, lw=1.4,
+                                 edgecolor=_class_colour(cid), zorder=4))
+            front = corners[[0, 3]].mean(axis=0)  # mark the heading with the front edge centre
+            ax.plot([front[1]], [front[0]], marker=".", ms=3, color=_class_colour(cid), zorder=4)
+    ax.add_patch(Polygon(_EGO_FOOTPRINT[:, ::-1], closed=True, facecolor="black", edgecolor="black", zorder=5))
+    if legend:
+        handles = [Line2D([], [], color=c, lw=2, label=n) for n, c in CLASS_COLOURS.items()]
+        handles.append(Line2D([], [], color="black", marker="^", ls="", ms=7, label="ego"))
+        ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.85)
+
+
+def _imu_series(frames: Sequence[SimFrame]) -> tuple[np.ndarray, np.ndarray]:
+    rows = [(r.capture_time_s, r.data) for f in frames for r in f.readings if r.sensor == "imu"]
+    if not rows:
+        return np.zeros(0), np.zeros((0, 6))
+    rows.sort(key=lambda x: x[0])
+    return np.array([t for t, _ in rows]), np.array([d for _, d in rows], np.float64)
+
+
+def _title(frame: SimFrame, simulator) -> str:
+    faults = ", ".join(f"{s}: {k}" for s, k in sorted(frame.active_faults.items())) or "none"
+    name = simulator.config.name
+    return (f"{name}   |   condition: {frame.condition} (severity {frame.severity:.2f})   |   "
+            f"active faults: {faults}   |   frame {frame.index} at t = {frame.time_s:.2f} s")
+
+
+def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) -> Path:
+    """Render a 1600x900 PNG overview of ``frames`` (images and point clouds of the last
+    frame, IMU traces of all frames) to ``out_path``; returns the path."""
+    frames = list(frames)
+    if not frames:
+        raise ValueError("render_contact_sheet needs at least one frame")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    frame = frames[-1]
+    cal = simulator.calibration
+    cfg = simulator.config
+
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.suptitle(_title(frame, simulator), fontsize=12, fontweight="bold")
+    outer = fig.add_gridspec(1, 3, width_ratios=[1.0, 1.0, 1.0], left=0.04, right=0.985, top=0.92, bottom=0.06,
+                             wspace=0.22)
+    left = outer[0].subgridspec(4, 1, height_ratios=[1.0, 1.0, 0.6, 0.6], hspace=0.45)
+
+    # RGB
+    ax = fig.add_subplot(left[0])
+    r = frame.latest("rgb")
+    if r is None:
+        _no_data(ax, "RGB camera", _absence_reason(frame, "rgb"))
+    else:
+        ax.imshow(r.data, interpolation="nearest", aspect="equal")
+        fault = f" [{r.fault}]" if r.fault else ""
+        ax.set_title(f"RGB camera @ {r.capture_time_s:.2f} s{fault}", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    # Depth
+    ax = fig.add_subplot(left[1])
+    r = frame.latest("depth")
+    if r is None:
+        _no_data(ax, "Depth camera", _absence_reason(frame, "depth"))
+    else:
+        cmap = matplotlib.colormaps["turbo_r"].copy()
+        cmap.set_bad("#808080")
+        d = np.ma.masked_invalid(r.data)
+        im = ax.imshow(d, cmap=cmap, vmin=0.0, vmax=cfg.sensors.depth.max_range_m, interpolation="nearest")
+        valid = 100.0 * np.isfinite(r.data).mean()
+        fault = f" [{r.fault}]" if r.fault else ""
+        ax.set_title(f"Depth @ {r.capture_time_s:.2f} s, {valid:.0f}% valid (grey = NaN){fault}", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        cb.set_label("depth [m]", fontsize=8)
+        cb.ax.tick_params(labelsize=7)
+
+    # IMU
+    t, imu = _imu_series(frames)
+    for slot, (cols, label, unit) in enumerate(((slice(0, 3), "accel", "m/s²"), (slice(3, 6), "gyro", "rad/s"))):
+        ax = fig.add_subplot(left[2 + slot])
+        if len(t) == 0:
+            reason = _absence_reason(frame, "imu")
+            _no_data(ax, f"IMU {label}", reason)
+            continue
+        for k, (axis, colour) in enumerate(zip("xyz", ("#d62728", "#2ca02c", "#1f77b4"))):
+            ax.plot(t, imu[:, cols][:, k], lw=0.8, color=colour, label=f"{label[0]}{axis}")
+        ax.axvline(frame.time_s, color="black", lw=0.8, ls="--")
+        ax.set_ylabel(f"{label} [{unit}]", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, color="#dddddd", lw=0.5)
+        ax.legend(loc="upper left", fontsize=6, ncol=3, framealpha=0.8, handlelength=1.2)
+        if slot == 0:
+            ax.set_title(f"IMU over {t[0]:.2f} .. {t[-1]:.2f} s ({len(t)} samples; dashed = shown frame)",
+                         fontsize=10)
+        else:
+            ax.set_xlabel("time [s]", fontsize=8)
+
+    # LiDAR BEV
+    ax = fig.add_subplot(outer[1])
+    r = frame.latest("lidar")
+    if r is None:
+        _no_data(ax, "LiDAR bird's-eye view", _absence_reason(frame, "lidar"))
+    else:
+        _bev_axes(ax, f"LiDAR BEV @ {r.capture_time_s:.2f} s: {len(r.data)} points, coloured by height"
+                      + (f" [{r.fault}]" if r.fault else ""))
+        p = _to_base(r.data, cal["lidar"].base_from_sensor)
+        order = np.argsort(p[:, 2])  # draw high points last so objects stand out over the ground
+        sc = ax.scatter(p[order, 1], p[order, 0], c=p[order, 2], s=0.4, cmap="viridis", vmin=-0.5, vmax=3.0,
+                        linewidths=0, rasterized=True, zorder=2)
+        cb = fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02)
+        cb.set_label("height z [m] (base_link)", fontsize=8)
+        cb.ax.tick_params(labelsize=7)
+        _draw_boxes_and_ego(ax, frame.gt_boxes, legend=True)
+
+    # Radar BEV
+    ax = fig.add_subplot(outer[2])
+    r = frame.latest("radar")
+    if r is None:
+        _no_data(ax, "Radar bird's-eye view", _absence_reason(frame, "radar"))
+    else:
+        _bev_axes(ax, f"Radar BEV @ {r.capture_time_s:.2f} s: {len(r.data)} returns, coloured by Doppler"
+                      + (f" [{r.fault}]" if r.fault else ""))
+        p = _to_base(r.data, cal["radar"].base_from_sensor)
+        dop = r.data[:, 3].astype(float)
+        lim = max(1.0, float(np.nanmax(np.abs(dop))) if len(dop) else 1.0)
+        sc = ax.scatter(p[:, 1], p[:, 0], c=dop, s=28, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim),
+                        edgecolors="black", linewidths=0.4, zorder=3)
+        cb = fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02)
+        cb.set_label("Doppler [m/s] (+ receding)", fontsize=8)
+        cb.ax.tick_params(labelsize=7)
+        _draw_boxes_and_ego(ax, frame.gt_boxes, legend=True)
+
+    fig.savefig(out_path, dpi=DPI, facecolor="white")
+    return out_path
