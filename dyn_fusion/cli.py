@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"simulate": _simulate, "preview": _preview, "demo": _demo}[args.command]
     try:
         return handler(args)
-    except (ConfigError, FileExistsError, ValueError) as exc:
+    except (ConfigError, FileExistsError) as exc:
         print(f"dyn-fusion {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

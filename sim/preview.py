@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Polygon
+from matplotlib.patches import Patch, Polygon
 
 from fusion_core.boxes import CLASS_ID, CLASS_NAMES, box_corners_bev
 from sim.readings import SimFrame
@@ -22,6 +22,7 @@ BEV_X_M = (-20.0, 60.0)   # forward range shown (base_link x)
 BEV_Y_M = (-30.0, 30.0)   # lateral range shown (base_link y, left positive)
 CLASS_COLOURS = {"car": "#1f77b4", "pedestrian": "#d62728", "cyclist": "#2ca02c"}
 _FALLBACK_COLOUR = "#9467bd"
+GROUND_Z_M = 0.25  # LiDAR points below this height (base_link) are drawn as grey ground
 _EGO_FOOTPRINT = np.array([[3.8, 0.9], [-1.0, 0.9], [-1.0, -0.9], [3.8, -0.9], [4.4, 0.0]])  # base_link, m
 
 
@@ -75,7 +76,7 @@ def _draw_boxes_and_ego(ax, boxes: np.ndarray, legend: bool) -> None:
     ax.add_patch(Polygon(_EGO_FOOTPRINT[:, ::-1], closed=True, facecolor="black", edgecolor="black", zorder=5))
     if legend:
         handles = [Line2D([], [], color=c, lw=2, label=n) for n, c in CLASS_COLOURS.items()]
-        handles.append(Line2D([], [], color="black", marker="^", ls="", ms=7, label="ego"))
+        handles.append(Patch(facecolor="black", label="ego"))
         ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.85)
 
 
@@ -109,12 +110,14 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)
     FigureCanvasAgg(fig)
     fig.suptitle(_title(frame, simulator), fontsize=12, fontweight="bold")
-    outer = fig.add_gridspec(1, 3, width_ratios=[1.0, 1.0, 1.0], left=0.04, right=0.985, top=0.92, bottom=0.06,
-                             wspace=0.22)
-    left = outer[0].subgridspec(4, 1, height_ratios=[1.0, 1.0, 0.6, 0.6], hspace=0.45)
+    W, H = FIGSIZE_IN[0] * DPI, FIGSIZE_IN[1] * DPI
+
+    def axes_px(x0, y0, w, h):
+        """Axes from a pixel rectangle (origin bottom-left of the 1600x900 sheet)."""
+        return fig.add_axes((x0 / W, y0 / H, w / W, h / H))
 
     # RGB
-    ax = fig.add_subplot(left[0])
+    ax = axes_px(45, 600, 400, 225)
     r = frame.latest("rgb")
     if r is None:
         _no_data(ax, "RGB camera", _absence_reason(frame, "rgb"))
@@ -126,7 +129,7 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
         ax.set_yticks([])
 
     # Depth
-    ax = fig.add_subplot(left[1])
+    ax = axes_px(45, 345, 370, 215)
     r = frame.latest("depth")
     if r is None:
         _no_data(ax, "Depth camera", _absence_reason(frame, "depth"))
@@ -140,14 +143,14 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
         ax.set_title(f"Depth @ {r.capture_time_s:.2f} s, {valid:.0f}% valid (grey = NaN){fault}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        cb = fig.colorbar(im, cax=axes_px(425, 360, 12, 185))
         cb.set_label("depth [m]", fontsize=8)
         cb.ax.tick_params(labelsize=7)
 
     # IMU
     t, imu = _imu_series(frames)
     for slot, (cols, label, unit) in enumerate(((slice(0, 3), "accel", "m/s²"), (slice(3, 6), "gyro", "rad/s"))):
-        ax = fig.add_subplot(left[2 + slot])
+        ax = axes_px(80, 195 - 140 * slot, 365, 105)
         if len(t) == 0:
             reason = _absence_reason(frame, "imu")
             _no_data(ax, f"IMU {label}", reason)
@@ -166,24 +169,27 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
             ax.set_xlabel("time [s]", fontsize=8)
 
     # LiDAR BEV
-    ax = fig.add_subplot(outer[1])
+    ax = axes_px(545, 190, 420, 560)
     r = frame.latest("lidar")
     if r is None:
         _no_data(ax, "LiDAR bird's-eye view", _absence_reason(frame, "lidar"))
     else:
-        _bev_axes(ax, f"LiDAR BEV @ {r.capture_time_s:.2f} s: {len(r.data)} points, coloured by height"
+        _bev_axes(ax, f"LiDAR BEV @ {r.capture_time_s:.2f} s: {len(r.data)} points (grey = ground)"
                       + (f" [{r.fault}]" if r.fault else ""))
         p = _to_base(r.data, cal["lidar"].base_from_sensor)
-        order = np.argsort(p[:, 2])  # draw high points last so objects stand out over the ground
-        sc = ax.scatter(p[order, 1], p[order, 0], c=p[order, 2], s=0.4, cmap="viridis", vmin=-0.5, vmax=3.0,
-                        linewidths=0, rasterized=True, zorder=2)
-        cb = fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02)
+        ground = p[:, 2] < GROUND_Z_M
+        ax.scatter(p[ground, 1], p[ground, 0], s=0.3, color="#c8c8c8", linewidths=0, rasterized=True, zorder=1)
+        above = p[~ground]
+        order = np.argsort(above[:, 2])  # draw high points last
+        sc = ax.scatter(above[order, 1], above[order, 0], c=above[order, 2], s=2.5, cmap="plasma",
+                        vmin=GROUND_Z_M, vmax=3.0, linewidths=0, rasterized=True, zorder=2)
+        cb = fig.colorbar(sc, cax=axes_px(973, 190, 12, 560), extend="both")
         cb.set_label("height z [m] (base_link)", fontsize=8)
         cb.ax.tick_params(labelsize=7)
         _draw_boxes_and_ego(ax, frame.gt_boxes, legend=True)
 
     # Radar BEV
-    ax = fig.add_subplot(outer[2])
+    ax = axes_px(1095, 190, 420, 560)
     r = frame.latest("radar")
     if r is None:
         _no_data(ax, "Radar bird's-eye view", _absence_reason(frame, "radar"))
@@ -195,10 +201,18 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
         lim = max(1.0, float(np.nanmax(np.abs(dop))) if len(dop) else 1.0)
         sc = ax.scatter(p[:, 1], p[:, 0], c=dop, s=28, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim),
                         edgecolors="black", linewidths=0.4, zorder=3)
-        cb = fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02)
+        cb = fig.colorbar(sc, cax=axes_px(1523, 190, 12, 560))
         cb.set_label("Doppler [m/s] (+ receding)", fontsize=8)
         cb.ax.tick_params(labelsize=7)
         _draw_boxes_and_ego(ax, frame.gt_boxes, legend=True)
 
+    # One line of context under the bird's-eye views.
+    cls = frame.gt_boxes[:, CLASS_ID].astype(int) if len(frame.gt_boxes) else np.zeros(0, int)
+    counts = ", ".join(f"{int((cls == k).sum())} {n}" for k, n in enumerate(CLASS_NAMES))
+    n_scans = sum(1 for x in frame.readings if x.sensor == "radar")
+    fig.text(545 / W, 125 / H, f"ground truth within {cfg.detection_range_m:.0f} m: {len(frame.gt_boxes)} boxes "
+             f"({counts})\nego vehicle = black shape at the origin (base_link)", fontsize=9, va="top")
+    fig.text(1095 / W, 125 / H, f"radar scans in this frame: {n_scans} (the first is shown)\n"
+             "Doppler < 0: approaching (static world reads about -ego speed)", fontsize=9, va="top")
     fig.savefig(out_path, dpi=DPI, facecolor="white")
     return out_path

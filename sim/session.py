@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fusion_core.config_io import ConfigError
 from sim.config import ScenarioConfig, load_scenario, resolve_scenario
 from sim.readings import SimFrame
 from sim.simulator import Simulator
@@ -31,7 +32,8 @@ class SimulationSummary:
     frames_per_s: float
     output: str
     output_format: str
-    messages_per_topic: dict[str, int] = field(default_factory=dict)
+    messages_per_topic: dict[str, int] = field(default_factory=dict)  # bags only
+    shard_stats: dict = field(default_factory=dict)  # shards only: frames, shards, bytes
     captures_per_sensor: dict[str, int] = field(default_factory=dict)
     rate_hz_per_sensor: dict[str, float] = field(default_factory=dict)
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
@@ -62,7 +64,7 @@ def simulate_to_path(config: ScenarioConfig, frames: int, out: Path, output_form
     from fusion_core.boxes import CLASS_ID, CLASS_NAMES
 
     if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
+        raise ConfigError(f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
     simulator = Simulator(config, threads=threads)
     simulator.check_frames(frames)
     prepare_output(out, overwrite)
@@ -90,7 +92,9 @@ def simulate_to_path(config: ScenarioConfig, frames: int, out: Path, output_form
     summary = SimulationSummary(
         scenario=config.name, condition=config.weather.condition, seed=config.seed, frames=frames,
         simulated_s=simulated, wall_s=round(wall, 3), frames_per_s=round(frames / wall, 2), output=str(out),
-        output_format=output_format, messages_per_topic=dict(messages) if isinstance(messages, dict) else {},
+        output_format=output_format,
+        messages_per_topic=dict(messages) if output_format == "bag" else {},
+        shard_stats=dict(messages) if output_format == "shards" else {},
         captures_per_sensor=dict(captures),
         rate_hz_per_sensor={s: round(n / simulated, 2) for s, n in captures.items()},
         dropped_by_reason=dict(dropped), fault_frames=dict(faults), gt_boxes_per_class=dict(classes),

@@ -72,7 +72,7 @@ class Simulator:
     def run(self, n_frames: int) -> Iterator[SimFrame]:
         """Yield ``n_frames`` frames in time order."""
         if n_frames < 1:
-            raise ValueError(f"frames must be >= 1, got {n_frames}")
+            raise ConfigError(f"frames: must be >= 1, got {n_frames}")
         self.check_frames(n_frames)
         cfg = self.config
         imu = ImuModel(cfg.sensors.imu, cfg.ego.road_roughness, np.random.default_rng([cfg.seed, 0x1B0]))

@@ -1,0 +1,1 @@
+"""sim: the five-sensor driving simulator (scenes, sensors, weather, faults) and its writers."""

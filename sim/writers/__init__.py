@@ -1,0 +1,1 @@
+"""Writers for simulator output: rosbag2 (MCAP) for replay, shards for training."""

@@ -1,0 +1,69 @@
+"""Strict config loading: every error names the key, the file and what was wrong."""
+from __future__ import annotations
+
+import pytest
+
+from fusion_core.config_io import ConfigError, from_mapping, load_yaml, to_mapping
+from sim.config import ScenarioConfig, load_scenario, resolve_scenario, scenario_dir
+
+
+def _load(tmp_path, text: str) -> ScenarioConfig:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return load_scenario(path)
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"sensors\.lidar\.beamz: unknown key"):
+        _load(tmp_path, "sensors:\n  lidar:\n    beamz: 32\n")
+
+
+def test_wrong_type_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"sensors\.lidar\.beams: expected an integer, got str 'many'"):
+        _load(tmp_path, "sensors:\n  lidar:\n    beams: many\n")
+    with pytest.raises(ConfigError, match=r"weather\.severity: expected a number"):
+        _load(tmp_path, "weather:\n  severity: [1]\n")
+    with pytest.raises(ConfigError, match=r"road\.segments: expected a list"):
+        _load(tmp_path, "road:\n  segments: 5\n")
+
+
+def test_out_of_range_and_bad_choice_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"weather\.severity: 1\.5 is above the maximum 1"):
+        _load(tmp_path, "weather:\n  severity: 1.5\n")
+    with pytest.raises(ConfigError, match=r"sensors\.imu\.rate_hz: 50\.0 is below the minimum 100"):
+        _load(tmp_path, "sensors:\n  imu:\n    rate_hz: 50\n")
+    with pytest.raises(ConfigError, match=r"weather\.condition: 'hail' is not one of clear, night"):
+        _load(tmp_path, "weather:\n  condition: hail\n")
+    with pytest.raises(ConfigError, match=r"faults\[0\]\.sensor: 'sonar' is not one of"):
+        _load(tmp_path, "faults:\n  - {sensor: sonar, kind: dropout, start_s: 0, end_s: 1}\n")
+
+
+def test_cross_field_errors(tmp_path):
+    with pytest.raises(ConfigError, match="end_s .* must be after start_s"):
+        _load(tmp_path, "faults:\n  - {sensor: lidar, kind: dropout, start_s: 2, end_s: 1}\n")
+    from sim.simulator import Simulator
+
+    config = _load(tmp_path, "faults:\n  - {sensor: imu, kind: occlusion, start_s: 0, end_s: 1}\n")
+    with pytest.raises(ConfigError, match=r"faults\[0\]\.kind: occlusion does not apply to sensor imu"):
+        Simulator(config)
+
+
+def test_bad_yaml_and_missing_file_name_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("weather: {condition: fog\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_scenario(path)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_yaml(ScenarioConfig, tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not_a_scenario: no such scenario file .*shipped scenarios: .*fog"):
+        resolve_scenario("not_a_scenario")
+
+
+def test_every_shipped_scenario_loads_and_round_trips():
+    paths = sorted(scenario_dir().glob("*.yaml"))
+    names = {p.stem for p in paths}
+    assert {"default", "clear", "night", "rain", "fog", "snow", "glare", "faults"} <= names
+    for path in paths:
+        config = load_scenario(path)
+        assert from_mapping(ScenarioConfig, to_mapping(config)) == config
+    assert load_scenario(resolve_scenario("faults")).faults

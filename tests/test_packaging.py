@@ -1,0 +1,73 @@
+"""The ROS 2 package: colcon builds it and installs executables, launch files and configs."""
+from __future__ import annotations
+
+import ast
+import py_compile
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_FILES = ["setup.py", "setup.cfg", "package.xml", "requirements.txt", "resource", "launch", "configs",
+                 "dyn_fusion", "fusion_core", "ros_nodes", "sim"]
+
+
+def _setup_packages() -> list[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "packages":
+            return [elt.value for elt in node.value.elts]
+    raise AssertionError("setup.py has no packages= list")
+
+
+def test_setup_lists_every_python_package_and_nothing_else():
+    on_disk = sorted(
+        str(p.parent.relative_to(ROOT)).replace("/", ".")
+        for top in ("dyn_fusion", "fusion_core", "ros_nodes", "sim")
+        for p in (ROOT / top).rglob("__init__.py")
+    )
+    assert sorted(_setup_packages()) == on_disk
+    assert not (ROOT / "launch" / "__init__.py").exists()
+
+
+def test_package_xml_is_format_3_ament_python():
+    text = (ROOT / "package.xml").read_text()
+    assert '<package format="3">' in text and "<name>dyn_fusion</name>" in text
+    assert "<build_type>ament_python</build_type>" in text
+    for dep in ("rclpy", "sensor_msgs", "visualization_msgs", "diagnostic_msgs", "tf2_msgs"):
+        assert f"<exec_depend>{dep}</exec_depend>" in text
+
+
+def test_launch_file_compiles():
+    py_compile.compile(str(ROOT / "launch" / "vehicle.launch.py"), doraise=True)
+
+
+@pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon is not installed (Debian package colcon)")
+def test_colcon_build_installs_scripts_launch_and_configs(tmp_path):
+    src = tmp_path / "ws" / "src" / "dyn_fusion"
+    src.mkdir(parents=True)
+    for name in PACKAGE_FILES:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(path, src / name)
+    ws = tmp_path / "ws"
+    proc = subprocess.run(["colcon", "build"], cwd=ws,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    install = ws / "install" / "dyn_fusion"
+    script = install / "lib" / "dyn_fusion" / "dyn-fusion"
+    assert script.is_file() and script.stat().st_mode & 0o111
+    share = install / "share" / "dyn_fusion"
+    assert (share / "package.xml").is_file()
+    assert (share / "launch" / "vehicle.launch.py").is_file()
+    shipped = sorted(p.name for p in (ROOT / "configs" / "scenarios").glob("*.yaml"))
+    assert sorted(p.name for p in (share / "configs" / "scenarios").glob("*.yaml")) == shipped
+    assert (install / "share" / "ament_index" / "resource_index" / "packages" / "dyn_fusion").is_file()
+    # Only our packages were installed as Python modules: no tests/ or launch/ leaking in.
+    site = next(install.glob("lib/python3*/site-packages"))
+    modules = {p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith(("-info", "__pycache__"))}
+    assert modules == {"dyn_fusion", "fusion_core", "ros_nodes", "sim"}
