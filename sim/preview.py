@@ -1,5 +1,6 @@
 """One-glance contact sheet of a simulator run: camera images, LiDAR and radar bird's-eye views
-with ground truth, and IMU traces, rendered to a PNG with matplotlib's Agg canvas (no display, no pyplot global state)."""
+with ground truth, and IMU traces, rendered to a PNG with matplotlib's Agg canvas (no display
+needed, no pyplot global state touched)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -89,7 +90,10 @@ def _imu_series(frames: Sequence[SimFrame]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _title(frame: SimFrame, simulator) -> str:
-    faults = ", ".join(f"{s}: {k}" for s, k in sorted(frame.active_faults.items())) or "none"
+    by_kind: dict[str, list[str]] = {}
+    for sensor, kind in sorted(frame.active_faults.items()):
+        by_kind.setdefault(kind, []).append(sensor)
+    faults = "; ".join(f"{kind} on {', '.join(sensors)}" for kind, sensors in by_kind.items()) or "none"
     name = simulator.config.name
     return (f"{name}   |   condition: {frame.condition} (severity {frame.severity:.2f})   |   "
             f"active faults: {faults}   |   frame {frame.index} at t = {frame.time_s:.2f} s")
@@ -109,7 +113,8 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
 
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)
     FigureCanvasAgg(fig)
-    fig.suptitle(_title(frame, simulator), fontsize=12, fontweight="bold")
+    title = _title(frame, simulator)
+    fig.suptitle(title, fontsize=12 if len(title) <= 140 else 10, fontweight="bold")
     W, H = FIGSIZE_IN[0] * DPI, FIGSIZE_IN[1] * DPI
 
     def axes_px(x0, y0, w, h):
@@ -134,8 +139,7 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
     if r is None:
         _no_data(ax, "Depth camera", _absence_reason(frame, "depth"))
     else:
-        cmap = matplotlib.colormaps["turbo_r"].copy()
-        cmap.set_bad("#808080")
+        cmap = matplotlib.colormaps["turbo_r"].with_extremes(bad="#808080")
         d = np.ma.masked_invalid(r.data)
         im = ax.imshow(d, cmap=cmap, vmin=0.0, vmax=cfg.sensors.depth.max_range_m, interpolation="nearest")
         valid = 100.0 * np.isfinite(r.data).mean()
@@ -149,6 +153,7 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
 
     # IMU
     t, imu = _imu_series(frames)
+    imu_lost = sum(1 for f in frames for d in f.dropped if d.sensor == "imu")
     for slot, (cols, label, unit) in enumerate(((slice(0, 3), "accel", "m/s²"), (slice(3, 6), "gyro", "rad/s"))):
         ax = axes_px(80, 195 - 140 * slot, 365, 105)
         if len(t) == 0:
@@ -163,7 +168,8 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
         ax.grid(True, color="#dddddd", lw=0.5)
         ax.legend(loc="upper left", fontsize=6, ncol=3, framealpha=0.8, handlelength=1.2)
         if slot == 0:
-            ax.set_title(f"IMU over {t[0]:.2f} .. {t[-1]:.2f} s ({len(t)} samples; dashed = shown frame)",
+            lost = f", {imu_lost} lost to faults" if imu_lost else ""
+            ax.set_title(f"IMU {t[0]:.2f} .. {t[-1]:.2f} s: {len(t)} samples{lost} (dashed = shown frame)",
                          fontsize=10)
         else:
             ax.set_xlabel("time [s]", fontsize=8)
@@ -212,7 +218,8 @@ def render_contact_sheet(frames: Sequence[SimFrame], simulator, out_path: Path) 
     n_scans = sum(1 for x in frame.readings if x.sensor == "radar")
     fig.text(545 / W, 125 / H, f"ground truth within {cfg.detection_range_m:.0f} m: {len(frame.gt_boxes)} boxes "
              f"({counts})\nego vehicle = black shape at the origin (base_link)", fontsize=9, va="top")
-    fig.text(1095 / W, 125 / H, f"radar scans in this frame: {n_scans} (the first is shown)\n"
+    shown = " (the first is shown)" if n_scans > 1 else ""
+    fig.text(1095 / W, 125 / H, f"radar scans in this frame: {n_scans}{shown}\n"
              "Doppler < 0: approaching (static world reads about -ego speed)", fontsize=9, va="top")
     fig.savefig(out_path, dpi=DPI, facecolor="white")
     return out_path

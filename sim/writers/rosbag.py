@@ -21,10 +21,10 @@ What ends up in the bag (topic names and types: :mod:`sim.topics`; full descript
   transient_local so ``ros2 bag play`` latches it), then per frame ``/tf`` (odom -> base_link),
   ``/odom``, ground-truth markers and detections, and the ``/sim/labels`` condition/fault labels.
 
-Time: a scenario time ``t`` (seconds from 0) maps to ``round(epoch_s * 1e9) + round(t * 1e9)``
-nanoseconds. Header stamps are the capture time (frame time for ground truth and labels); the
-bag's log time of a message is its delivery time (``SensorReading.receive_time_s``), so a
-latency fault shows up as log time > header stamp. Messages are written in non-decreasing log
+Time: a scenario time ``t`` (seconds from 0) maps to ``epoch_to_ns(epoch_s) + round(t * 1e9)``
+nanoseconds (``epoch_to_ns`` is exact for the float given). Header stamps are the capture time
+(frame time for ground truth and labels); the bag's log time of a message is its delivery time
+(``SensorReading.receive_time_s``), so a latency fault shows up as log time > header stamp. Messages are written in non-decreasing log
 time: readings are held back until no later frame can deliver anything earlier.
 
 Types are the standard ROS 2 (Kilted) messages, plus vision_msgs/msg/Detection3DArray whose
@@ -86,6 +86,14 @@ QOS_DEFAULT = _qos(QosDurability.VOLATILE, 10)
 QOS_LATCHED = _qos(QosDurability.TRANSIENT_LOCAL, 1)
 
 
+def epoch_to_ns(epoch_s: float) -> int:
+    """Unix seconds -> integer nanoseconds, splitting off the whole seconds first so the result
+    is exact for the float given (``round(epoch_s * 1e9)`` would be off by up to 128 ns, since
+    float64 cannot hold ~1.7e18 to the nanosecond)."""
+    whole = int(epoch_s // 1)
+    return whole * _NS_PER_S + round((epoch_s - whole) * _NS_PER_S)
+
+
 def _looks_like_bag(path: Path) -> bool:
     """True when a directory holds nothing but rosbag2 files (safe to delete on overwrite)."""
     return all(p.is_file() and (p.name in _BAG_FILE_NAMES or p.name.endswith(_BAG_FILE_SUFFIXES))
@@ -121,7 +129,7 @@ class RosbagWriter:
         self.mcap_path = path / f"{path.name}.mcap"
         self.simulator = simulator
         self.epoch_s = float(epoch_s)
-        self._epoch_ns = round(epoch_s * _NS_PER_S)
+        self._epoch_ns = epoch_to_ns(epoch_s)
         self._period_s = simulator.frame_period_s
         self._ts = shared_typestore()
         self._types = self._ts.types
@@ -136,6 +144,7 @@ class RosbagWriter:
         self._writer = Writer(path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         cfg = simulator.config
         self._writer.set_custom_data("dyn_fusion.epoch_s", repr(self.epoch_s))
+        self._writer.set_custom_data("dyn_fusion.epoch_ns", str(self._epoch_ns))
         self._writer.set_custom_data("dyn_fusion.scenario", cfg.name)
         self._writer.set_custom_data("dyn_fusion.scenario_config", json.dumps(to_mapping(cfg), sort_keys=True))
         self._writer.open()
@@ -154,8 +163,8 @@ class RosbagWriter:
 
     # ------------------------------------------------------------------ public API
     def write_frame(self, frame: SimFrame) -> None:
-        """Write the frame's ground truth and labels now, queue its readings by delivery time and
-        write every queued reading that no later frame can precede."""
+        """Queue the frame's ground truth, labels and readings by log time, then write every
+        queued message that no later frame can precede (late deliveries wait in the queue)."""
         if self._closed:
             raise RuntimeError(f"{self.path}: write_frame() after close()")
         if frame.index <= self._last_frame_index:
@@ -198,6 +207,7 @@ class RosbagWriter:
 
     # ------------------------------------------------------------------ queueing and writing
     def _ns(self, t_s: float) -> int:
+        """Scenario seconds -> bag nanoseconds (epoch + t)."""
         return self._epoch_ns + round(t_s * _NS_PER_S)
 
     def _serialize(self, topic: str, msg: object) -> memoryview:
@@ -297,24 +307,25 @@ class RosbagWriter:
     def _camera_info(self, sensor: str, header):
         return self._types["sensor_msgs/msg/CameraInfo"](header=header, **self._cam_static[sensor])
 
-    def _cloud(self, header, packed: np.ndarray, fields, point_step: int, dense: bool):
-        n = len(packed)
+    def _cloud(self, header, n: int, packed: np.ndarray, fields, point_step: int, dense: bool):
         return self._types["sensor_msgs/msg/PointCloud2"](
             header=header, height=1, width=n, fields=fields, is_bigendian=False, point_step=point_step,
             row_step=point_step * n, data=packed.view(np.uint8).reshape(-1), is_dense=dense)
 
     def _lidar_cloud(self, header, pts: np.ndarray):
-        # Byte columns 0-15: x y z intensity as float32; 16-17: ring as uint16.
+        # Fill the packed 18-byte records through two strided (unaligned) views of one buffer:
+        # bytes 0-15 x y z intensity as float32, bytes 16-17 ring as uint16.
         n = len(pts)
-        packed = np.empty((n, T.LIDAR_POINT_STEP), np.uint8)
-        packed[:, :16] = np.ascontiguousarray(pts[:, :4], dtype="<f4").view(np.uint8)
-        packed[:, 16:] = np.rint(pts[:, 4]).astype("<u2").view(np.uint8).reshape(n, 2)
-        return self._cloud(header, packed, self._lidar_fields, T.LIDAR_POINT_STEP,
-                           bool(np.isfinite(pts[:, :3]).all()))
+        step = T.LIDAR_POINT_STEP
+        packed = np.empty(n * step, np.uint8)
+        np.ndarray((n, 4), "<f4", packed, 0, (step, 4))[...] = pts[:, :4]
+        np.rint(pts[:, 4], out=np.ndarray((n,), "<u2", packed, 16, (step,)), casting="unsafe")
+        # is_dense: no NaN/inf coordinate (a non-finite value makes the sum non-finite)
+        return self._cloud(header, n, packed, self._lidar_fields, step, bool(np.isfinite(pts[:, :3].sum())))
 
     def _radar_cloud(self, header, pts: np.ndarray):
         packed = np.ascontiguousarray(pts, dtype="<f4").reshape(-1, 5)
-        return self._cloud(header, packed, self._radar_fields, T.RADAR_POINT_STEP,
+        return self._cloud(header, len(packed), packed, self._radar_fields, T.RADAR_POINT_STEP,
                            bool(np.isfinite(packed[:, :3]).all()))
 
     def _imu(self, header, sample: np.ndarray):

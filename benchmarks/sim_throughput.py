@@ -1,0 +1,122 @@
+"""Simulator throughput: frames per second with all five sensors at the default resolution,
+ray casting on one thread (the goal: >= 50 frames/s) and on all cores; and the throughput of
+the rosbag2 (MCAP) and shard writers on pre-generated frames.
+
+    .venv/bin/python benchmarks/sim_throughput.py [--frames 200] [--out benchmarks/results/sim_throughput.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sim.config import load_scenario, resolve_scenario  # noqa: E402
+from sim.raycast import CastScene  # noqa: E402
+from sim.simulator import Simulator  # noqa: E402
+
+GOAL_FRAMES_PER_S = 50.0
+
+
+def _time_simulation(config, frames: int, threads: int) -> dict:
+    sim = Simulator(config, threads=threads)
+    list(sim.run(3))  # warm-up: imports, first BVH builds, allocator
+    cast_s = [0.0]
+    original = CastScene.cast
+
+    def timed_cast(self, origin, directions):
+        t = time.perf_counter()
+        out = original(self, origin, directions)
+        cast_s[0] += time.perf_counter() - t
+        return out
+
+    CastScene.cast = timed_cast
+    try:
+        sim = Simulator(config, threads=threads)
+        start = time.perf_counter()
+        generated = list(sim.run(frames))
+        wall = time.perf_counter() - start
+    finally:
+        CastScene.cast = original
+    return {
+        "threads": threads,
+        "frames": frames,
+        "wall_s": round(wall, 3),
+        "frames_per_s": round(frames / wall, 2),
+        "ms_per_frame": round(1e3 * wall / frames, 2),
+        "ray_cast_ms_per_frame": round(1e3 * cast_s[0] / frames, 2),
+    }, generated
+
+
+def _time_writer(kind: str, config, generated) -> dict:
+    from sim.writers.rosbag import RosbagWriter
+    from sim.writers.shards import ShardWriter
+
+    writer_cls = RosbagWriter if kind == "bag" else ShardWriter
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        start = time.perf_counter()
+        with writer_cls(out, Simulator(config)) as writer:
+            for frame in generated:
+                writer.write_frame(frame)
+        wall = time.perf_counter() - start
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {"frames_per_s": round(len(generated) / wall, 1), "mb_per_s": round(size / wall / 1e6, 1),
+            "bytes_per_frame": int(size / len(generated))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--scenario", default="default")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sim_throughput.json")
+    args = parser.parse_args()
+
+    config = load_scenario(resolve_scenario(args.scenario))
+    one, generated = _time_simulation(config, args.frames, threads=1)
+    all_cores, _ = _time_simulation(config, args.frames, threads=0)
+    s = config.sensors
+    rays = {
+        "lidar": s.lidar.beams * s.lidar.azimuth_steps,
+        "rgb": s.rgb.width_px * s.rgb.height_px,
+        "depth": s.depth.width_px * s.depth.height_px,
+        "radar": int(np.prod(s.radar.probe_rays)),
+    }
+    result = {
+        "benchmark": "sim_throughput",
+        "command": "python benchmarks/sim_throughput.py --frames %d --scenario %s" % (args.frames, args.scenario),
+        "scenario": config.name,
+        "sensors": {
+            "lidar": f"{s.lidar.beams}x{s.lidar.azimuth_steps} @ {s.lidar.rate_hz} Hz",
+            "rgb": f"{s.rgb.width_px}x{s.rgb.height_px} @ {s.rgb.rate_hz} Hz",
+            "depth": f"{s.depth.width_px}x{s.depth.height_px} @ {s.depth.rate_hz} Hz",
+            "radar": f"{s.radar.probe_rays[0]}x{s.radar.probe_rays[1]} probe rays @ {s.radar.rate_hz} Hz",
+            "imu": f"{s.imu.rate_hz} Hz",
+        },
+        "rays_per_capture": rays,
+        "one_thread": one,
+        "all_cores": all_cores,
+        "goal_frames_per_s_one_thread": GOAL_FRAMES_PER_S,
+        "goal_met": one["frames_per_s"] >= GOAL_FRAMES_PER_S,
+        "bag_writer": _time_writer("bag", config, generated),
+        "shard_writer": _time_writer("shards", config, generated),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "open3d": o3d.__version__,
+                    "processor": platform.processor() or platform.machine()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
