@@ -39,6 +39,21 @@ class EgoState:
         return np.array([np.cos(self.yaw_rad), np.sin(self.yaw_rad), 0.0]) * self.speed_mps
 
 
+@dataclass(frozen=True)
+class EgoKinematics:
+    """What the IMU needs at K instants; every field has shape (K,)."""
+
+    speed_mps: np.ndarray
+    yaw_rate_radps: np.ndarray
+    accel_long_mps2: np.ndarray
+    accel_lat_mps2: np.ndarray
+
+    @classmethod
+    def of(cls, state: EgoState) -> "EgoKinematics":
+        return cls(*(np.array([v]) for v in (state.speed_mps, state.yaw_rate_radps,
+                                              state.accel_long_mps2, state.accel_lat_mps2)))
+
+
 class EgoModel:
     """Closed-form ego trajectory for one scenario."""
 
@@ -54,6 +69,28 @@ class EgoModel:
             t_stop = -v0 / a
             return v0 * t_stop + 0.5 * a * t_stop**2, 0.0, 0.0
         return v0 * t_s + 0.5 * a * t_s**2, v0 + a * t_s, a
+
+    def kinematics(self, times_s: np.ndarray) -> EgoKinematics:
+        """Speed, yaw rate and accelerations at many times at once (arrays of shape (K,)); the
+        IMU needs 200 of these per second, and per-instant EgoState objects are too slow."""
+        t = np.asarray(times_s, float)
+        v0, a = self.config.speed_mps, self.config.acceleration_mps2
+        v = v0 + a * t
+        dist = v0 * t + 0.5 * a * t * t
+        if a < 0:
+            t_stop = -v0 / a
+            stopped = v <= 0
+            dist = np.where(stopped, v0 * t_stop + 0.5 * a * t_stop**2, dist)
+            v = np.where(stopped, 0.0, v)
+            a_t = np.where(stopped, 0.0, a)
+        else:
+            a_t = np.full_like(t, a)
+        s = np.minimum(self.config.start_s_m + dist, self.road.length_m)
+        kappa = self.road.curvature(s)
+        scale = 1.0 - kappa * self.lane_d_m
+        speed = v * scale
+        yaw_rate = v * kappa
+        return EgoKinematics(speed, yaw_rate, a_t * scale, speed * yaw_rate)
 
     def state(self, t_s: float) -> EgoState:
         dist, v, a = self._distance(t_s)

@@ -29,6 +29,9 @@ class CastScene:
         indices = o3d.core.Tensor(np.arange(3 * n, dtype=np.uint32).reshape(n, 3))
         self._scene = o3d.t.geometry.RaycastingScene()
         self._scene.add_triangles(vertices, indices)
+        # Object of each triangle, plus -1 at the end for rays that hit nothing: Open3D marks a
+        # miss with the largest uint32, which np.minimum folds onto that last entry.
+        self._object_of_primitive = np.append(mesh.object_id, -1).astype(np.int32)
 
     def cast(self, origin: np.ndarray, directions: np.ndarray) -> RayHits:
         """Cast rays from one (3,) origin along (N, 3) unit directions (world frame)."""
@@ -36,9 +39,5 @@ class CastScene:
         rays[:, :3] = origin
         rays[:, 3:] = directions
         out = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self.threads)
-        t_hit = out["t_hit"].numpy()
-        prim = out["primitive_ids"].numpy()
-        hit = np.isfinite(t_hit)
-        object_id = np.full(len(t_hit), -1, np.int32)
-        object_id[hit] = self.mesh.object_id[prim[hit]]
-        return RayHits(t_hit, object_id, out["primitive_normals"].numpy())
+        prim = np.minimum(out["primitive_ids"].numpy(), len(self._object_of_primitive) - 1)
+        return RayHits(out["t_hit"].numpy(), self._object_of_primitive[prim], out["primitive_normals"].numpy())

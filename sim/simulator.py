@@ -57,6 +57,7 @@ class Simulator:
         self.rgb = RgbCameraModel(s.rgb)
         self.radar = RadarModel(s.radar)
         self.frame_period_s = 1.0 / config.frame_rate_hz
+        self._states_cache: dict = {}
 
     def check_frames(self, n_frames: int) -> None:
         """Refuse runs longer than the road (the world would run out ahead of the ego)."""
@@ -81,6 +82,7 @@ class Simulator:
             t0 = i * self.frame_period_s
             t1 = t0 + self.frame_period_s
             scenes: dict[float, CastScene] = {}
+            self._states_cache = {}
             readings: list[SensorReading] = []
             dropped: list[DroppedReading] = []
             lidar_objects = None
@@ -114,7 +116,7 @@ class Simulator:
         c = self.config.sensors.imu
         ks = capture_indices(t0, t1, c.rate_hz, 0.0)
         times = [k / c.rate_hz for k in ks]
-        samples = imu.samples([self.ego.state(t) for t in times])
+        samples = imu.samples(self.ego.kinematics(np.array(times)))
         for k, t, sample in zip(ks, times, samples):
             fault = self.faults.active("imu", t)
             kind = fault.kind if fault is not None else None
@@ -143,8 +145,15 @@ class Simulator:
     def _scene(self, t: float, ego: EgoState, cache: dict[float, CastScene]) -> CastScene:
         key = round(t, 6)
         if key not in cache:
-            cache[key] = CastScene(self.world.scene_mesh(t, ego.s_m), self.threads)
+            cache[key] = CastScene(self.world.scene_mesh(t, ego.s_m, self._actor_states(t)), self.threads)
         return cache[key]
+
+    def _actor_states(self, t: float):
+        """Actor states at t, memoised within a frame (its scenes and ground truth share them)."""
+        key = round(t, 6)
+        if key not in self._states_cache:
+            self._states_cache[key] = self.world.actor_states(t)
+        return self._states_cache[key]
 
     def _context(self, sensor, t, ego, fault, rng, scenes) -> CaptureContext:
         pose = ego.world_from_base() @ self.calibration[sensor].base_from_sensor
@@ -162,7 +171,7 @@ class Simulator:
 
     def _frame(self, index, t0, readings, dropped, lidar_objects) -> SimFrame:
         ego = self.ego.state(t0)
-        states = self.world.actor_states(t0)
+        states = self._actor_states(t0)
         idx, boxes = self.world.ground_truth_world(states, np.array([ego.x_m, ego.y_m]), self.config.detection_range_m)
         # World -> base_link: positions, headings and velocities.
         c, s = np.cos(ego.yaw_rad), np.sin(ego.yaw_rad)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.config import ImuConfig
-from sim.ego import EgoState
+from sim.ego import EgoKinematics, EgoState
 from sim.geometry import rotation_rpy
 
 GRAVITY_MPS2 = 9.80665
@@ -28,19 +28,18 @@ class ImuModel:
 
     def sample(self, ego: EgoState, noise_scale: float = 1.0) -> np.ndarray:
         """One (6,) sample [ax, ay, az, gx, gy, gz] in the IMU frame at the ego state's time."""
-        return self.samples([ego], noise_scale)[0]
+        return self.samples(EgoKinematics.of(ego), noise_scale)[0]
 
-    def samples(self, egos: list[EgoState], noise_scale: float = 1.0) -> np.ndarray:
-        """(K, 6) consecutive samples for ego states in time order (advances the IMU state)."""
+    def samples(self, kin: EgoKinematics, noise_scale: float = 1.0) -> np.ndarray:
+        """(K, 6) consecutive samples for K instants in time order (advances the IMU state)."""
         c, rng = self.config, self.rng
-        k = len(egos)
-        w = np.array([e.yaw_rate_radps for e in egos])
-        speed = np.array([e.speed_mps for e in egos])
+        w, speed = kin.yaw_rate_radps, kin.speed_mps
+        k = len(w)
         # Specific force of the IMU point in base_link: base acceleration plus centripetal
         # acceleration of the lever arm, minus gravity (an accelerometer at rest reads +g up).
         f = np.stack([
-            np.array([e.accel_long_mps2 for e in egos]) - w * w * self.lever_arm_m[0],
-            np.array([e.accel_lat_mps2 for e in egos]) - w * w * self.lever_arm_m[1],
+            kin.accel_long_mps2 - w * w * self.lever_arm_m[0],
+            kin.accel_lat_mps2 - w * w * self.lever_arm_m[1],
             np.full(k, GRAVITY_MPS2),
         ], 1)
         omega = np.stack([np.zeros(k), np.zeros(k), w], 1)
