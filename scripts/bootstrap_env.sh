@@ -39,11 +39,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[env] creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP="$VENV/bin/python -m pip"
-$PIP install -q --upgrade pip setuptools wheel
+# pip warns once per package about the machine's local index folders it cannot use; drop those
+# lines and keep every other message.
+pip_install() {
+  "$VENV/bin/python" -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip_install --upgrade pip setuptools wheel
 # torch first and pinned exactly: anything wider pulls the CUDA build.
-$PIP install -q "torch==2.13.0"
-$PIP install -q -r requirements.txt
-$PIP install -q --no-deps -e .
+pip_install "torch==2.13.0"
+pip_install -r requirements.txt
+pip_install --no-deps -e .
 echo "$want" > "$STAMP"
 echo "[env] ready: $VENV"
