@@ -45,7 +45,6 @@ setup(
     maintainer_email="dev@dyn-fusion.invalid",
     description="Dynamic multi-modal sensor fusion with energy accounting, for ROS 2.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "dyn-fusion = dyn_fusion.cli:main",

@@ -17,7 +17,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python"
 fi
 
 # Debian packages: Open3D's runtime libraries and colcon for the packaging check.
-DEB_PKGS="libusb-1.0-0 libgomp1 colcon python3-colcon-ros python3-colcon-common-extensions"
+DEB_PKGS="libusb-1.0-0 libgomp1 colcon python3-colcon-ros"
 missing=""
 for p in $DEB_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -27,9 +27,7 @@ if [ -n "$missing" ]; then
     echo "[env] apt-get install:$missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    # colcon-common-extensions may be absent from some Debian releases; install what exists.
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null \
-      || apt-get install -y -qq --no-install-recommends libusb-1.0-0 libgomp1 colcon python3-colcon-ros >/dev/null
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
   else
     echo "[env] warning: missing Debian packages:$missing (run as root or install them; open3d needs libusb-1.0-0 and libgomp1)" >&2
   fi

@@ -35,7 +35,9 @@ class RoadConfig:
         (RoadSegmentConfig(length_m=1000.0),), "centreline as consecutive constant-curvature stretches")
     lane_width_m: float = param(3.5, "width of one lane", lo=2.0, hi=5.0)
     lanes_per_direction: int = param(2, "lanes in each direction", lo=1, hi=4)
-    sidewalk_width_m: float = param(3.0, "sidewalk width on each side of the road", lo=0.0, hi=10.0)
+    bike_lane_width_m: float = param(1.6, "bike lane beside the outer lane, each side", lo=1.0, hi=4.0)
+    parking_width_m: float = param(2.4, "parking strip between the bike lane and the kerb, each side", lo=2.2, hi=4.0)
+    sidewalk_width_m: float = param(3.5, "sidewalk width on each side of the road", lo=2.0, hi=10.0)
 
     def __post_init__(self):
         if not self.segments:
@@ -46,11 +48,11 @@ class RoadConfig:
 class TrafficConfig:
     cars_per_100m: float = param(4.0, "moving cars per 100 m of road (both directions)", lo=0.0, hi=40.0)
     parked_cars_per_100m: float = param(2.5, "parked cars at the kerb per 100 m", lo=0.0, hi=20.0)
-    pedestrians_per_100m: float = param(5.0, "pedestrians per 100 m (on sidewalks or crossing)", lo=0.0, hi=50.0)
+    pedestrians_per_100m: float = param(5.0, "pedestrians per 100 m on the sidewalks (standing or walking)", lo=0.0, hi=50.0)
     cyclists_per_100m: float = param(2.0, "cyclists per 100 m (kerb lane)", lo=0.0, hi=20.0)
     buildings_per_100m: float = param(3.0, "buildings per 100 m on each side", lo=0.0, hi=20.0)
     poles_per_100m: float = param(4.0, "poles (lamps, signs) per 100 m on each side", lo=0.0, hi=40.0)
-    crossing_fraction: float = param(0.3, "fraction of pedestrians crossing the road", lo=0.0, hi=1.0)
+    crosswalks_per_100m: float = param(0.8, "zebra crossings per 100 m, each with one or two crossing pedestrians", lo=0.0, hi=10.0)
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,29 @@ class Road:
         self._y = np.concatenate([[0.0], np.cumsum(np.sin(mid) * ds)])
         self._heading = heading
 
+    # Lateral zones on each side, from the centre line out: traffic lanes, a bike lane, a
+    # parking strip, the kerb, the sidewalk. Right-hand traffic: direction +1 (towards +s)
+    # drives on the side with d < 0.
     @property
-    def half_width_m(self) -> float:
-        """Kerb-to-centre distance."""
+    def lanes_half_width_m(self) -> float:
+        """Centre line to the outer edge of the traffic lanes."""
         return self.config.lane_width_m * self.config.lanes_per_direction
 
+    @property
+    def kerb_d_m(self) -> float:
+        """Centre line to the kerb (lanes + bike lane + parking strip)."""
+        c = self.config
+        return self.lanes_half_width_m + c.bike_lane_width_m + c.parking_width_m
+
     def lane_center_d(self, lane_index: int, direction: int = 1) -> float:
-        """Lateral offset of a lane centre; direction +1 drives towards +s (right-hand traffic)."""
+        """Lateral offset of a lane centre for a driving direction (+1 towards +s, -1 back)."""
         return -direction * (lane_index + 0.5) * self.config.lane_width_m
+
+    def bike_lane_d(self, direction: int) -> float:
+        return -direction * (self.lanes_half_width_m + 0.5 * self.config.bike_lane_width_m)
+
+    def parking_d(self, direction: int) -> float:
+        return -direction * (self.kerb_d_m - 0.5 * self.config.parking_width_m)
 
     def curvature(self, s_m: np.ndarray | float) -> np.ndarray:
         """Centreline curvature (1/m) at arc length s."""

@@ -15,7 +15,7 @@ from fusion_core.boxes import VX, VY, X, Y, YAW, wrap_angle
 from fusion_core.config_io import ConfigError
 from sim.calibration import rig_calibration
 from sim.config import SENSOR_NAMES, ScenarioConfig
-from sim.ego import EgoModel, EgoState
+from sim.ego import EgoState
 from sim.faults import FaultSchedule, delivery_delay_s, drift_transform
 from sim.raycast import CastScene
 from sim.readings import DroppedReading, SensorReading, SimFrame
@@ -47,7 +47,7 @@ class Simulator:
         self.config = config
         self.threads = threads
         self.world = World(config)
-        self.ego = EgoModel(config.ego, self.world.road)
+        self.ego = self.world.ego
         self.weather = weather_effects(config.weather)
         self.faults = FaultSchedule(config.faults)
         self.calibration = rig_calibration(config.sensors)

@@ -11,15 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fusion_core.boxes import make_boxes
+from fusion_core.boxes import make_boxes, wrap_angle
 from sim.config import ScenarioConfig
+from sim.ego import EgoModel
 from sim.road import Road
+from sim.traffic import CAR, CYCLIST, PEDESTRIAN, Traffic
 
 # Object kinds (index into ObjectTable.kind).
 GROUND, ROAD, SIDEWALK, MARKING, BUILDING, POLE, ACTOR = range(7)
 KIND_NAMES = ("ground", "road", "sidewalk", "marking", "building", "pole", "actor")
 
-CAR, PEDESTRIAN, CYCLIST = 0, 1, 2
 _CHUNK_M = 20.0
 
 # Unit cube centred on the origin, 12 outward-facing triangles.
@@ -71,26 +72,6 @@ class ObjectTable:
 
 
 @dataclass
-class Actors:
-    """Moving and parked road users, motion given in Frenet coordinates.
-
-    s(t) = s0 + vs * t;  d(t) bounces between d_min and d_max at speed |vd| (crossing walkers).
-    """
-
-    class_id: np.ndarray       # (A,) int
-    size_lwh_m: np.ndarray     # (A, 3)
-    s0_m: np.ndarray           # (A,)
-    d0_m: np.ndarray           # (A,)
-    vs_mps: np.ndarray         # (A,) along-road speed (negative = oncoming)
-    vd_mps: np.ndarray         # (A,) lateral speed at t = 0
-    d_min_m: np.ndarray        # (A,) lateral bounce limits
-    d_max_m: np.ndarray        # (A,)
-
-    def __len__(self) -> int:
-        return len(self.class_id)
-
-
-@dataclass
 class ActorStates:
     """World-frame actor states at one instant."""
 
@@ -115,13 +96,14 @@ class World:
         self.config = config
         self.road = Road(config.road)
         rng = np.random.default_rng([config.seed, 0xB0A7])
+        self.crosswalks_s_m = self._place_crosswalks(rng)
         static_soups, static_props = self._static_geometry(rng)
-        self.actors = self._spawn_actors(rng)
+        self.ego = EgoModel(config.ego, self.road)
+        self.traffic = Traffic(config, self.road, self.ego, rng, self.crosswalks_s_m)
         self._actor_soups, self._actor_soup_valid = self._actor_local_soups()
         self._actor_albedo = self._actor_colours(rng)
-        self._actor_rcs = np.where(
-            self.actors.class_id == CAR, 10.0, np.where(self.actors.class_id == PEDESTRIAN, -8.0, -3.0)
-        ) + rng.normal(0.0, 2.0, len(self.actors))
+        cls = self.traffic.class_id
+        self._actor_rcs = np.where(cls == CAR, 10.0, np.where(cls == PEDESTRIAN, -8.0, -3.0)) + rng.normal(0.0, 2.0, len(cls))
 
         # Sort static triangles by road chunk so any window of road is one contiguous slice.
         soup = np.concatenate([s for s, _o, _c in static_soups]).astype(np.float32)
@@ -134,14 +116,14 @@ class World:
         self._ground = self._ground_soup()
 
         n_static = len(static_props["kind"])
-        a = len(self.actors)
+        a = len(self.traffic)
         self.objects = ObjectTable(
             kind=np.concatenate([static_props["kind"], np.full(a, ACTOR)]).astype(np.int32),
             albedo_rgb=np.concatenate([static_props["albedo"], self._actor_albedo]).astype(np.float32),
             reflectivity=np.concatenate([static_props["refl"], 0.15 + 0.6 * self._actor_albedo.mean(1)]).astype(np.float32),
             rcs_dbsm=np.concatenate([static_props["rcs"], self._actor_rcs]).astype(np.float32),
             track_id=np.concatenate([np.full(n_static, -1), np.arange(a)]).astype(np.int32),
-            class_id=np.concatenate([np.full(n_static, -1), self.actors.class_id]).astype(np.int32),
+            class_id=np.concatenate([np.full(n_static, -1), self.traffic.class_id]).astype(np.int32),
         )
         self.n_static_objects = n_static
 
@@ -149,7 +131,7 @@ class World:
     def _static_geometry(self, rng):
         """Triangle soups with object ids and road-chunk ids, plus per-object properties."""
         road, cfg = self.road, self.config
-        hw, sw = road.half_width_m, cfg.road.sidewalk_width_m
+        kerb, lanes, sw = road.kerb_d_m, road.lanes_half_width_m, cfg.road.sidewalk_width_m
         props = {"kind": [GROUND], "albedo": [(0.28, 0.33, 0.2)], "refl": [0.25], "rcs": [-20.0]}
         soups = []
 
@@ -171,26 +153,34 @@ class World:
                     soups.append((soup, np.full(len(soup), obj_id), chunk))
 
         road_id = add_object(ROAD, (0.18, 0.18, 0.19), 0.1, -15.0)
-        add_strip(road_id, hw, -hw)
+        add_strip(road_id, kerb, -kerb)
         side_id = add_object(SIDEWALK, (0.5, 0.48, 0.45), 0.3, -15.0)
-        add_strip(side_id, hw + sw, hw)
-        add_strip(side_id, -hw, -hw - sw)
+        add_strip(side_id, kerb + sw, kerb)
+        add_strip(side_id, -kerb, -kerb - sw)
         # Lane markings: retro-reflective paint, bright in LiDAR intensity and in RGB.
         white = add_object(MARKING, (0.85, 0.85, 0.82), 0.9, -15.0)
         yellow = add_object(MARKING, (0.85, 0.7, 0.15), 0.9, -15.0)
         z_paint = 0.005
         add_strip(yellow, 0.08, -0.08, z_paint)
-        add_strip(white, hw - 0.1, hw - 0.25, z_paint)
-        add_strip(white, -hw + 0.25, -hw + 0.1, z_paint)
+        bike_edge = lanes + cfg.road.bike_lane_width_m
+        for edge in (lanes, bike_edge):
+            add_strip(white, edge + 0.07, edge - 0.07, z_paint)
+            add_strip(white, -edge + 0.07, -edge - 0.07, z_paint)
         dashes = [(s, s + 3.0) for s in np.arange(0.0, road.length_m - 3.0, 9.0)]
         for lane in range(1, cfg.road.lanes_per_direction):
             d = lane * cfg.road.lane_width_m
             add_strip(white, d + 0.07, d - 0.07, z_paint, dashes)
             add_strip(white, -d + 0.07, -d - 0.07, z_paint, dashes)
+        # Zebra crossings: stripes along the road, 0.5 m wide and 0.5 m apart, kerb to kerb.
+        zebra = [(s_c - 2.0, s_c + 2.0) for s_c in self.crosswalks_s_m]
+        for d in np.arange(-kerb + 0.5, kerb - 0.5, 1.0):
+            add_strip(white, d + 0.5, d, z_paint, zebra)
 
-        def add_boxes_along(count_per_100m, make, kind, side):
+        def add_boxes_along(count_per_100m, make, kind, side, clear_of_crosswalks_m=0.0):
             n = rng.poisson(count_per_100m * road.length_m / 100.0)
             for s in np.sort(rng.uniform(0.0, road.length_m, n)):
+                if clear_of_crosswalks_m and np.any(np.abs(self.crosswalks_s_m - s) < clear_of_crosswalks_m):
+                    continue
                 size, d, albedo, refl, rcs = make(side)
                 x, y, h = road.pose(s, d)
                 soup = _box_soup((0, 0, size[2] / 2), size)
@@ -203,17 +193,17 @@ class World:
         def building(side):
             depth = rng.uniform(8, 16)
             size = (rng.uniform(8, 25), depth, rng.uniform(5, 18))
-            d = side * (hw + sw + rng.uniform(1.0, 6.0) + depth / 2)
+            d = side * (kerb + sw + rng.uniform(1.0, 6.0) + depth / 2)
             tone = rng.uniform(0.35, 0.75)
             albedo = tuple(np.clip(tone * np.array([1.0, 0.95, 0.85]) + rng.normal(0, 0.05, 3), 0, 1))
             return size, d, albedo, 0.4, 25.0
 
         def pole(side):
-            return (0.25, 0.25, rng.uniform(4, 8)), side * (hw + 0.6), (0.45, 0.45, 0.47), 0.5, 8.0
+            return (0.25, 0.25, rng.uniform(4, 8)), side * (kerb + 0.5), (0.45, 0.45, 0.47), 0.5, 8.0
 
         for side in (1, -1):
             add_boxes_along(self.config.traffic.buildings_per_100m, building, BUILDING, side)
-            add_boxes_along(self.config.traffic.poles_per_100m, pole, POLE, side)
+            add_boxes_along(self.config.traffic.poles_per_100m, pole, POLE, side, clear_of_crosswalks_m=3.0)
         arrays = {k: np.asarray(v, dtype=float) for k, v in props.items()}
         return soups, arrays
 
@@ -227,59 +217,23 @@ class World:
         return quad[[[0, 1, 2], [0, 2, 3]]].astype(np.float32)
 
     # ------------------------------------------------------------------ actors
-    def _spawn_actors(self, rng) -> Actors:
-        cfg, road = self.config, self.road
-        traffic = cfg.traffic
-        lw, nl = cfg.road.lane_width_m, cfg.road.lanes_per_direction
-        hw, sw = road.half_width_m, cfg.road.sidewalk_width_m
-        per_m = road.length_m / 100.0
-        rows = []  # (class, l, w, h, s0, d0, vs, vd, dmin, dmax)
-
-        for _ in range(rng.poisson(traffic.cars_per_100m * per_m)):
-            direction = rng.choice((1, -1))
-            lane = rng.integers(nl)
-            d = road.lane_center_d(lane, direction) + rng.normal(0, 0.15)
-            size = (rng.uniform(4.0, 5.2), rng.uniform(1.75, 2.05), rng.uniform(1.4, 1.9))
-            speed = direction * rng.uniform(5.0, 14.0)
-            rows.append((CAR, *size, rng.uniform(0, road.length_m), d, speed, 0.0, d, d))
-        for _ in range(rng.poisson(traffic.parked_cars_per_100m * per_m)):
-            side = rng.choice((1, -1))
-            d = side * (hw - 1.1)
-            size = (rng.uniform(4.0, 5.2), rng.uniform(1.75, 2.05), rng.uniform(1.4, 1.9))
-            rows.append((CAR, *size, rng.uniform(0, road.length_m), d, 0.0, 0.0, d, d))
-        for _ in range(rng.poisson(traffic.pedestrians_per_100m * per_m)):
-            size = (rng.uniform(0.45, 0.7), rng.uniform(0.5, 0.75), rng.uniform(1.5, 1.9))
-            s0 = rng.uniform(0, road.length_m)
-            if rng.random() < traffic.crossing_fraction:
-                d0 = rng.uniform(-hw - sw / 2, hw + sw / 2)
-                vd = rng.choice((1, -1)) * rng.uniform(0.8, 1.6)
-                rows.append((PEDESTRIAN, *size, s0, d0, 0.0, vd, -hw - sw / 2, hw + sw / 2))
-            else:
-                side = rng.choice((1, -1))
-                d0 = side * (hw + rng.uniform(0.5, max(0.6, sw - 0.5)))
-                vs = rng.choice((0.0, 1.0, -1.0), p=(0.3, 0.35, 0.35)) * rng.uniform(0.8, 1.6)
-                rows.append((PEDESTRIAN, *size, s0, d0, vs, 0.0, d0, d0))
-        for _ in range(rng.poisson(traffic.cyclists_per_100m * per_m)):
-            direction = rng.choice((1, -1))
-            d = direction * -(hw - 0.8)
-            size = (rng.uniform(1.6, 1.9), rng.uniform(0.55, 0.75), rng.uniform(1.6, 1.85))
-            rows.append((CYCLIST, *size, rng.uniform(0, road.length_m), d, direction * rng.uniform(3.0, 7.0), 0.0, d, d))
-
-        if not rows:
-            empty = np.zeros(0)
-            return Actors(np.zeros(0, int), np.zeros((0, 3)), empty, empty, empty, empty, empty, empty)
-        a = np.array(rows, dtype=float)
-        return Actors(
-            class_id=a[:, 0].astype(int), size_lwh_m=a[:, 1:4], s0_m=a[:, 4], d0_m=a[:, 5],
-            vs_mps=a[:, 6], vd_mps=a[:, 7], d_min_m=a[:, 8], d_max_m=a[:, 9],
-        )
+    def _place_crosswalks(self, rng) -> np.ndarray:
+        """Arc lengths of zebra crossings, at least 30 m apart and clear of the road's ends."""
+        length = self.road.length_m
+        n = rng.poisson(self.config.traffic.crosswalks_per_100m * length / 100.0)
+        spots = np.sort(rng.uniform(10.0, length - 10.0, n))
+        kept = []
+        for spot in spots:
+            if not kept or spot - kept[-1] >= 30.0:
+                kept.append(spot)
+        return np.array(kept)
 
     def _actor_colours(self, rng) -> np.ndarray:
         car_palette = np.array([
             [0.8, 0.1, 0.1], [0.1, 0.2, 0.7], [0.9, 0.9, 0.9], [0.1, 0.1, 0.1], [0.6, 0.6, 0.62],
             [0.1, 0.45, 0.2], [0.9, 0.75, 0.1], [0.35, 0.2, 0.1],
         ])
-        cls = self.actors.class_id
+        cls = self.traffic.class_id
         colours = rng.uniform(0.1, 0.9, (len(cls), 3))
         cars = cls == CAR
         colours[cars] = car_palette[rng.integers(len(car_palette), size=int(cars.sum()))]
@@ -290,7 +244,7 @@ class World:
         """Each actor's shape in its own frame, padded to a common triangle count so all actors
         transform in one einsum: soups (A, T, 3, 3) and a validity mask (A, T)."""
         shapes = {CAR: _car_shape, PEDESTRIAN: _pedestrian_shape, CYCLIST: _cyclist_shape}
-        soups = [shapes[c](*size) for c, size in zip(self.actors.class_id, self.actors.size_lwh_m)]
+        soups = [shapes[c](*size) for c, size in zip(self.traffic.class_id, self.traffic.size_lwh_m)]
         t_max = max((len(s) for s in soups), default=1)
         out = np.zeros((len(soups), t_max, 3, 3))
         valid = np.zeros((len(soups), t_max), bool)
@@ -301,35 +255,24 @@ class World:
 
     def actor_states(self, t_s: float) -> ActorStates:
         """World poses and velocities of all actors at time t."""
-        ac = self.actors
-        s = ac.s0_m + ac.vs_mps * t_s
-        # Reflect lateral motion between the limits (a triangle wave) for crossing walkers.
-        span = np.maximum(ac.d_max_m - ac.d_min_m, 1e-9)
-        travelled = ac.d0_m - ac.d_min_m + ac.vd_mps * t_s
-        phase = np.mod(travelled, 2 * span)
-        forward = phase < span
-        d = np.where(ac.vd_mps == 0, ac.d0_m, ac.d_min_m + np.where(forward, phase, 2 * span - phase))
-        vd = np.where(forward, ac.vd_mps, -ac.vd_mps)
-        vd = np.where(ac.vd_mps == 0, 0.0, vd)
-        # Actors that run off either end of the road wrap around (keeps density constant).
-        s = np.mod(s, self.road.length_m)
+        s, d, vs, vd, facing = self.traffic.frenet_state(t_s)
         x, y, heading = self.road.pose(s, d)
         tangent = np.stack([np.cos(heading), np.sin(heading)], 1)
         normal = np.stack([-np.sin(heading), np.cos(heading)], 1)
-        vel_xy = tangent * ac.vs_mps[:, None] + normal * vd[:, None]
+        vel_xy = tangent * vs[:, None] + normal * vd[:, None]
         moving = np.hypot(vel_xy[:, 0], vel_xy[:, 1]) > 0.05
-        yaw = np.where(moving, np.arctan2(vel_xy[:, 1], vel_xy[:, 0]), heading)
+        yaw = np.where(moving, np.arctan2(vel_xy[:, 1], vel_xy[:, 0]), heading + facing * np.pi / 2)
         xyz = np.stack([x, y, np.zeros_like(x)], 1)
-        vel = np.concatenate([vel_xy, np.zeros((len(ac), 1))], 1)
-        return ActorStates(xyz, yaw, vel)
+        vel = np.concatenate([vel_xy, np.zeros((len(s), 1))], 1)
+        return ActorStates(xyz, wrap_angle(yaw), vel)
 
     def ground_truth_world(self, states: ActorStates, near_xy_m: np.ndarray, radius_m: float):
         """Indices of actors within radius of a point, and their world boxes (N, BOX_DIM)."""
         dist = np.hypot(states.xyz_m[:, 0] - near_xy_m[0], states.xyz_m[:, 1] - near_xy_m[1])
         idx = np.flatnonzero(dist <= radius_m)
-        size = self.actors.size_lwh_m[idx]
+        size = self.traffic.size_lwh_m[idx]
         centers = states.xyz_m[idx] + np.stack([np.zeros(len(idx)), np.zeros(len(idx)), size[:, 2] / 2], 1)
-        boxes = make_boxes(centers, size, states.yaw_rad[idx], states.velocity_mps[idx, :2], self.actors.class_id[idx])
+        boxes = make_boxes(centers, size, states.yaw_rad[idx], states.velocity_mps[idx, :2], self.traffic.class_id[idx])
         return idx, boxes
 
     # ------------------------------------------------------------------ per-instant mesh
