@@ -57,6 +57,30 @@ def _time_simulation(config, frames: int, threads: int) -> dict:
     }, generated
 
 
+def _time_lidar_scans(config, repeats: int = 30) -> dict:
+    """Milliseconds for one LiDAR scan's ray cast: in the scenario's street scene at t = 1 s, and
+    in a nearly empty scene (60 boxes in a row, most rays missing) for comparison."""
+    from sim.world import SceneMesh, _box_soup
+
+    sim = Simulator(config)
+    ego = sim.ego.state(1.0)
+    pose = ego.world_from_base() @ sim.calibration["lidar"].base_from_sensor
+    directions = (sim.lidar.directions @ pose[:3, :3].T).astype(np.float32)
+    street = sim.world.scene_mesh(1.0, ego.s_m)
+    boxes = np.concatenate([_box_soup((pose[0, 3] + 3.0 * i, pose[1, 3] + 5.0, 0.75), (4.0, 2.0, 1.5)) for i in range(60)])
+    empty = SceneMesh(boxes.astype(np.float32), np.zeros(len(boxes), np.int32), street.object_velocity_mps)
+    out = {}
+    for label, mesh in (("street_scene", street), ("near_empty_scene", empty)):
+        for threads in (1, 0):
+            scene = CastScene(mesh, threads)
+            scene.cast(pose[:3, 3], directions)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                scene.cast(pose[:3, 3], directions)
+            out[f"{label}_threads_{threads}_ms"] = round(1e3 * (time.perf_counter() - start) / repeats, 2)
+    return out
+
+
 def _time_writer(kind: str, config, generated) -> dict:
     from sim.writers.rosbag import RosbagWriter
     from sim.writers.shards import ShardWriter
@@ -107,6 +131,7 @@ def main() -> int:
         "all_cores": all_cores,
         "goal_frames_per_s_one_thread": GOAL_FRAMES_PER_S,
         "goal_met": one["frames_per_s"] >= GOAL_FRAMES_PER_S,
+        "lidar_scan_cast_32x1024": _time_lidar_scans(config),
         "bag_writer": _time_writer("bag", config, generated),
         "shard_writer": _time_writer("shards", config, generated),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "open3d": o3d.__version__,
