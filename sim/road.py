@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusion_core.config_io import ConfigError
 from sim.config import RoadConfig
 
 _STEP_M = 0.25
+# Buildings stand up to this far beyond the sidewalk (setback + depth; see sim.world).
+ROADSIDE_DEPTH_M = 22.0
 
 
 class Road:
@@ -31,6 +34,34 @@ class Road:
         self._x = np.concatenate([[0.0], np.cumsum(np.cos(mid) * ds)])
         self._y = np.concatenate([[0.0], np.cumsum(np.sin(mid) * ds)])
         self._heading = heading
+        self._check_geometry()
+
+    @property
+    def corridor_half_width_m(self) -> float:
+        """Centre line to the back of the furthest building."""
+        return self.kerb_d_m + self.config.sidewalk_width_m + ROADSIDE_DEPTH_M
+
+    def _check_geometry(self) -> None:
+        """Refuse roads whose roadside folds over itself: bends tighter than the corridor, or a
+        road that comes back within a corridor width of itself (a loop)."""
+        corridor = self.corridor_half_width_m
+        for i, seg in enumerate(self.config.segments):
+            if seg.curvature_1pm != 0.0 and 1.0 / abs(seg.curvature_1pm) < corridor + 3.0:
+                raise ConfigError(
+                    f"road.segments[{i}].curvature_1pm: radius {1 / abs(seg.curvature_1pm):.1f} m is tighter than the "
+                    f"roadside corridor ({corridor:.1f} m from the centre line); use |curvature| <= "
+                    f"{1 / (corridor + 3.0):.4f}")
+        # Sample every 5 m (coarser on very long roads, so the pairwise check stays small).
+        step = max(1, int(max(5.0, self.length_m / 2000.0) / _STEP_M))
+        x, y, s = self._x[::step], self._y[::step], self._s[::step]
+        dist = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+        far_along = np.abs(s[:, None] - s[None, :]) > 4.0 * corridor
+        close = far_along & (dist < 2.0 * corridor)
+        if close.any():
+            i, j = np.argwhere(close)[0]
+            raise ConfigError(
+                f"road.segments: the road comes back within {dist[i, j]:.0f} m of itself (s = {s[i]:.0f} m and "
+                f"{s[j]:.0f} m), closer than two roadside corridors ({2 * corridor:.0f} m); shorten the bends")
 
     # Lateral zones on each side, from the centre line out: traffic lanes, a bike lane, a
     # parking strip, the kerb, the sidewalk. Right-hand traffic: direction +1 (towards +s)

@@ -14,7 +14,7 @@ import numpy as np
 from fusion_core.boxes import make_boxes, wrap_angle
 from sim.config import ScenarioConfig
 from sim.ego import EgoModel
-from sim.road import Road
+from sim.road import ROADSIDE_DEPTH_M, Road
 from sim.traffic import CAR, CYCLIST, PEDESTRIAN, Traffic
 
 # Object kinds (index into ObjectTable.kind).
@@ -191,9 +191,10 @@ class World:
                 soups.append((soup, np.full(12, obj_id), np.full(12, int(s // _CHUNK_M))))
 
         def building(side):
+            # Setback plus depth never exceed ROADSIDE_DEPTH_M (the road's geometry check uses it).
             depth = rng.uniform(8, 16)
             size = (rng.uniform(8, 25), depth, rng.uniform(5, 18))
-            d = side * (kerb + sw + rng.uniform(1.0, 6.0) + depth / 2)
+            d = side * (kerb + sw + rng.uniform(1.0, ROADSIDE_DEPTH_M - 16.0) + depth / 2)
             tone = rng.uniform(0.35, 0.75)
             albedo = tuple(np.clip(tone * np.array([1.0, 0.95, 0.85]) + rng.normal(0, 0.05, 3), 0, 1))
             return size, d, albedo, 0.4, 25.0

@@ -67,3 +67,24 @@ def test_every_shipped_scenario_loads_and_round_trips():
         config = load_scenario(path)
         assert from_mapping(ScenarioConfig, to_mapping(config)) == config
     assert load_scenario(resolve_scenario("faults")).faults
+
+
+def test_road_geometry_that_folds_over_itself_is_refused(tmp_path):
+    from sim.simulator import Simulator
+
+    tight = _load(tmp_path, "road:\n  segments:\n    - {length_m: 50}\n    - {length_m: 300, curvature_1pm: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"road\.segments\[1\]\.curvature_1pm: radius 10\.0 m is tighter"):
+        Simulator(tight)
+    # A full circle of radius 50 m: every bend is wide enough, but the road meets itself.
+    loop = _load(tmp_path, "road:\n  segments:\n    - {length_m: 400, curvature_1pm: 0.02}\n    - {length_m: 500}\n")
+    with pytest.raises(ConfigError, match=r"road\.segments: the road comes back within"):
+        Simulator(loop)
+
+
+def test_runs_longer_than_the_road_are_refused():
+    from sim.session import load_with_seed
+    from sim.simulator import Simulator
+
+    sim = Simulator(load_with_seed("default", None))
+    with pytest.raises(ConfigError, match=r"road\.segments: the road .* is too short for 20000 frames"):
+        list(sim.run(20000))

@@ -108,7 +108,8 @@ def test_imu_at_constant_velocity_reads_gravity_and_no_rotation():
 def test_imu_in_a_turn_reads_the_yaw_rate_and_centripetal_acceleration():
     kappa, speed = 0.02, 10.0
     config = straight_scenario(
-        road=RoadConfig(segments=(RoadSegmentConfig(length_m=20.0), RoadSegmentConfig(length_m=1000.0, curvature_1pm=kappa))),
+        road=RoadConfig(segments=(RoadSegmentConfig(length_m=20.0), RoadSegmentConfig(length_m=150.0, curvature_1pm=kappa),
+                                  RoadSegmentConfig(length_m=400.0))),
         ego=EgoConfig(start_s_m=30.0, speed_mps=speed, lane_index=0),
     )
     samples = _imu_samples(config, 10)
