@@ -60,14 +60,14 @@ def _time_simulation(config, frames: int, threads: int) -> dict:
 def _time_lidar_scans(config, repeats: int = 30) -> dict:
     """Milliseconds for one LiDAR scan's ray cast: in the scenario's street scene at t = 1 s, and
     in a nearly empty scene (60 boxes in a row, most rays missing) for comparison."""
-    from sim.world import SceneMesh, _box_soup
+    from sim.world import SceneMesh, box_soup
 
     sim = Simulator(config)
     ego = sim.ego.state(1.0)
     pose = ego.world_from_base() @ sim.calibration["lidar"].base_from_sensor
     directions = (sim.lidar.directions @ pose[:3, :3].T).astype(np.float32)
     street = sim.world.scene_mesh(1.0, ego.s_m)
-    boxes = np.concatenate([_box_soup((pose[0, 3] + 3.0 * i, pose[1, 3] + 5.0, 0.75), (4.0, 2.0, 1.5)) for i in range(60)])
+    boxes = np.concatenate([box_soup((pose[0, 3] + 3.0 * i, pose[1, 3] + 5.0, 0.75), (4.0, 2.0, 1.5)) for i in range(60)])
     empty = SceneMesh(boxes.astype(np.float32), np.zeros(len(boxes), np.int32), street.object_velocity_mps)
     out = {}
     for label, mesh in (("street_scene", street), ("near_empty_scene", empty)):

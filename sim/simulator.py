@@ -23,12 +23,12 @@ from sim.sensors.context import CaptureContext
 from sim.sensors.depth_camera import DepthCameraModel
 from sim.sensors.imu import ImuModel
 from sim.sensors.lidar import LidarModel
-from sim.sensors.radar import RadarModel
+from sim.sensors.radar import RADAR_RANGE_FACTOR, RadarModel
 from sim.sensors.rgb_camera import RgbCameraModel
 from sim.weather import weather_effects
 from sim.world import World
 
-_SCENE_AHEAD_M = 170.0
+_SCENE_MARGIN_M = 10.0
 _SENSOR_INDEX = {name: i for i, name in enumerate(SENSOR_NAMES)}
 
 
@@ -57,15 +57,18 @@ class Simulator:
         self.rgb = RgbCameraModel(s.rgb)
         self.radar = RadarModel(s.radar)
         self.frame_period_s = 1.0 / config.frame_rate_hz
+        # Road window each scene holds: everything any sensor can reach, and no more.
+        self.scene_behind_m = s.lidar.max_range_m + _SCENE_MARGIN_M
+        self.scene_ahead_m = max(s.lidar.max_range_m, RADAR_RANGE_FACTOR * s.radar.max_range_m) + _SCENE_MARGIN_M
         self._states_cache: dict = {}
 
     def check_frames(self, n_frames: int) -> None:
         """Refuse runs longer than the road (the world would run out ahead of the ego)."""
         end = self.ego.state(n_frames * self.frame_period_s)
-        if end.s_m + _SCENE_AHEAD_M > self.world.road.length_m:
+        if end.s_m + self.scene_ahead_m > self.world.road.length_m:
             raise ConfigError(
                 f"road.segments: the road ({self.world.road.length_m:.0f} m) is too short for {n_frames} frames "
-                f"at this ego speed (needs about {end.s_m + _SCENE_AHEAD_M:.0f} m); lengthen the road")
+                f"at this ego speed (needs about {end.s_m + self.scene_ahead_m:.0f} m); lengthen the road")
 
     def sensor_rate_hz(self, sensor: str) -> float:
         return getattr(self.config.sensors, sensor).rate_hz
@@ -145,7 +148,8 @@ class Simulator:
     def _scene(self, t: float, ego: EgoState, cache: dict[float, CastScene]) -> CastScene:
         key = round(t, 6)
         if key not in cache:
-            cache[key] = CastScene(self.world.scene_mesh(t, ego.s_m, self._actor_states(t)), self.threads)
+            mesh = self.world.scene_mesh(t, ego.s_m, self._actor_states(t), self.scene_behind_m, self.scene_ahead_m)
+            cache[key] = CastScene(mesh, self.threads)
         return cache[key]
 
     def _actor_states(self, t: float):

@@ -32,30 +32,30 @@ _CUBE_T = np.array([
 _CUBE_SOUP = _CUBE_V[_CUBE_T]  # (12, 3, 3)
 
 
-def _box_soup(center_xyz, size_lwh) -> np.ndarray:
+def box_soup(center_xyz, size_lwh) -> np.ndarray:
     """Axis-aligned box as triangle soup (12, 3, 3) in a local frame."""
     return _CUBE_SOUP * np.asarray(size_lwh) + np.asarray(center_xyz)
 
 
 # Local actor shapes (triangle soup relative to the box's bottom-centre) and their GT box size.
-def _car_shape(l, w, h):
+def _car_shape(length, width, height):
     return np.concatenate([
-        _box_soup((0, 0, 0.3 * h), (l, w, 0.6 * h)),
-        _box_soup((-0.1 * l, 0, 0.8 * h), (0.5 * l, 0.9 * w, 0.4 * h)),
+        box_soup((0, 0, 0.3 * height), (length, width, 0.6 * height)),
+        box_soup((-0.1 * length, 0, 0.8 * height), (0.5 * length, 0.9 * width, 0.4 * height)),
     ])
 
 
-def _pedestrian_shape(l, w, h):
+def _pedestrian_shape(length, width, height):
     return np.concatenate([
-        _box_soup((0, 0, 0.42 * h), (0.6 * l, 0.8 * w, 0.84 * h)),
-        _box_soup((0, 0, 0.92 * h), (0.45 * l, 0.35 * w, 0.16 * h)),
+        box_soup((0, 0, 0.42 * height), (0.6 * length, 0.8 * width, 0.84 * height)),
+        box_soup((0, 0, 0.92 * height), (0.45 * length, 0.35 * width, 0.16 * height)),
     ])
 
 
-def _cyclist_shape(l, w, h):
+def _cyclist_shape(length, width, height):
     return np.concatenate([
-        _box_soup((0, 0, 0.3 * h), (l, 0.25 * w, 0.6 * h)),
-        _box_soup((-0.05 * l, 0, 0.78 * h), (0.3 * l, 0.8 * w, 0.44 * h)),
+        box_soup((0, 0, 0.3 * height), (length, 0.25 * width, 0.6 * height)),
+        box_soup((-0.05 * length, 0, 0.78 * height), (0.3 * length, 0.8 * width, 0.44 * height)),
     ])
 
 
@@ -183,7 +183,7 @@ class World:
                     continue
                 size, d, albedo, refl, rcs = make(side)
                 x, y, h = road.pose(s, d)
-                soup = _box_soup((0, 0, size[2] / 2), size)
+                soup = box_soup((0, 0, size[2] / 2), size)
                 c, si = np.cos(h), np.sin(h)
                 rot = np.array([[c, -si, 0], [si, c, 0], [0, 0, 1]])
                 soup = soup @ rot.T + np.array([x, y, 0.0])
@@ -278,8 +278,9 @@ class World:
 
     # ------------------------------------------------------------------ per-instant mesh
     def scene_mesh(self, t_s: float, ego_s_m: float, states: ActorStates | None = None,
-                   behind_m: float = 60.0, ahead_m: float = 170.0) -> SceneMesh:
-        """Triangle soup of everything within the road window around the ego at time t."""
+                   behind_m: float = 110.0, ahead_m: float = 190.0) -> SceneMesh:
+        """Triangle soup of everything within [ego_s - behind, ego_s + ahead] along the road
+        (actors: within the larger of the two as a radius) at time t."""
         if states is None:
             states = self.actor_states(t_s)
         c0 = max(0, int((ego_s_m - behind_m) // _CHUNK_M))
