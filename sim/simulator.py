@@ -84,7 +84,7 @@ class Simulator:
         for i in range(n_frames):
             t0 = i * self.frame_period_s
             t1 = t0 + self.frame_period_s
-            scenes: dict[float, CastScene] = {}
+            scenes: dict[tuple[float, bool], CastScene] = {}
             self._states_cache = {}
             readings: list[SensorReading] = []
             dropped: list[DroppedReading] = []
@@ -145,12 +145,16 @@ class Simulator:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _scene(self, t: float, ego: EgoState, cache: dict[float, CastScene]) -> CastScene:
+    def _scene(self, t: float, ego: EgoState, cache: dict, surfaces: bool = True) -> CastScene:
+        """The BVH for instant t, built once per frame; a full scene also serves a caller that
+        needs no surfaces (the radar, which ignores ground returns)."""
         key = round(t, 6)
-        if key not in cache:
-            mesh = self.world.scene_mesh(t, ego.s_m, self._actor_states(t), self.scene_behind_m, self.scene_ahead_m)
-            cache[key] = CastScene(mesh, self.threads)
-        return cache[key]
+        for want in ((True,) if surfaces else (True, False)):
+            if (key, want) in cache:
+                return cache[(key, want)]
+        mesh = self.world.scene_mesh(t, ego.s_m, self._actor_states(t), self.scene_behind_m, self.scene_ahead_m, surfaces)
+        cache[(key, surfaces)] = CastScene(mesh, self.threads)
+        return cache[(key, surfaces)]
 
     def _actor_states(self, t: float):
         """Actor states at t, memoised within a frame (its scenes and ground truth share them)."""
@@ -164,7 +168,8 @@ class Simulator:
         if fault is not None and fault.kind == "calibration_drift":
             pose = pose @ drift_transform(fault, t)
         return CaptureContext(
-            time_s=t, world_from_sensor=pose, scene=self._scene(t, ego, scenes), objects=self.world.objects,
+            time_s=t, world_from_sensor=pose, scene=self._scene(t, ego, scenes, surfaces=sensor != "radar"),
+            objects=self.world.objects,
             ego=ego, weather=self.weather, rng=rng,
             noise_scale=fault.noise_scale if fault is not None and fault.kind == "noise_burst" else 1.0,
             occluded_fraction=fault.occluded_fraction if fault is not None and fault.kind == "occlusion" else 0.0,

@@ -19,6 +19,7 @@ from sim.traffic import CAR, CYCLIST, PEDESTRIAN, Traffic
 
 # Object kinds (index into ObjectTable.kind).
 GROUND, ROAD, SIDEWALK, MARKING, BUILDING, POLE, ACTOR = range(7)
+_SURFACE_KINDS = (GROUND, ROAD, SIDEWALK, MARKING)
 KIND_NAMES = ("ground", "road", "sidewalk", "marking", "building", "pole", "actor")
 
 _CHUNK_M = 20.0
@@ -105,14 +106,19 @@ class World:
         cls = self.traffic.class_id
         self._actor_rcs = np.where(cls == CAR, 10.0, np.where(cls == PEDESTRIAN, -8.0, -3.0)) + rng.normal(0.0, 2.0, len(cls))
 
-        # Sort static triangles by road chunk so any window of road is one contiguous slice.
+        # Static triangles in two layers, solid objects and flat surfaces (road, sidewalk, paint),
+        # each sorted by road chunk so any window of road is one contiguous slice per layer.
         soup = np.concatenate([s for s, _o, _c in static_soups]).astype(np.float32)
         obj = np.concatenate([o for _s, o, _c in static_soups]).astype(np.int32)
         chunk = np.concatenate([c for _s, _o, c in static_soups])
-        order = np.argsort(chunk, kind="stable")
-        self._static_soup, self._static_obj, self._static_chunk = soup[order], obj[order], chunk[order]
+        flat = np.isin(np.asarray(static_props["kind"])[obj], _SURFACE_KINDS)
         n_chunks = int(np.ceil(self.road.length_m / _CHUNK_M)) + 2
-        self._chunk_start = np.searchsorted(self._static_chunk, np.arange(n_chunks + 1))
+        self._layers = {}
+        for name, mask in (("solid", ~flat), ("surface", flat)):
+            order = np.argsort(chunk[mask], kind="stable")
+            starts = np.searchsorted(chunk[mask][order], np.arange(n_chunks + 1))
+            self._layers[name] = (soup[mask][order], obj[mask][order], starts)
+        self._n_chunks = n_chunks
         self._ground = self._ground_soup()
 
         n_static = len(static_props["kind"])
@@ -278,16 +284,22 @@ class World:
 
     # ------------------------------------------------------------------ per-instant mesh
     def scene_mesh(self, t_s: float, ego_s_m: float, states: ActorStates | None = None,
-                   behind_m: float = 110.0, ahead_m: float = 190.0) -> SceneMesh:
+                   behind_m: float = 110.0, ahead_m: float = 190.0, surfaces: bool = True) -> SceneMesh:
         """Triangle soup of everything within [ego_s - behind, ego_s + ahead] along the road
-        (actors: within the larger of the two as a radius) at time t."""
+        (actors: within the larger of the two as a radius) at time t. ``surfaces=False`` leaves
+        out the ground, road, sidewalks and paint (for sensors that ignore them: the radar)."""
         if states is None:
             states = self.actor_states(t_s)
         c0 = max(0, int((ego_s_m - behind_m) // _CHUNK_M))
-        c1 = min(len(self._chunk_start) - 2, int((ego_s_m + ahead_m) // _CHUNK_M))
-        lo, hi = self._chunk_start[c0], self._chunk_start[c1 + 1]
-        parts = [self._ground, self._static_soup[lo:hi]]
-        ids = [np.zeros(2, np.int32), self._static_obj[lo:hi]]
+        c1 = min(self._n_chunks - 1, int((ego_s_m + ahead_m) // _CHUNK_M))
+        parts, ids = [], []
+        if surfaces:
+            parts.append(self._ground)
+            ids.append(np.zeros(2, np.int32))
+        for name in ("solid", "surface") if surfaces else ("solid",):
+            layer_soup, layer_obj, starts = self._layers[name]
+            parts.append(layer_soup[starts[c0]:starts[c1 + 1]])
+            ids.append(layer_obj[starts[c0]:starts[c1 + 1]])
 
         ego_x, ego_y, _ = self.road.pose(ego_s_m, 0.0)
         near = np.flatnonzero(

@@ -73,9 +73,8 @@ class RadarModel:
             is_actor = ctx.objects.track_id[objs] >= 0
             ghost_obj = np.flatnonzero(detected & is_actor & (rng.random(len(objs)) < c.ghost_probability))
             if len(ghost_obj):
-                _, first_of = np.unique(chosen_obj, return_index=True)
-                lookup = dict(zip(np.unique(chosen_obj), first_of))
-                ghosts = real[[lookup[g] for g in ghost_obj]].copy()
+                # chosen_obj is sorted, so searchsorted finds each ghost's first real return.
+                ghosts = real[np.searchsorted(chosen_obj, ghost_obj)].copy()
                 ghosts[:, 0] += rng.uniform(2.0, 10.0, len(ghosts))
                 ghosts[:, 1] += rng.normal(0, np.deg2rad(2.0), len(ghosts))
                 ghosts[:, 4] -= rng.uniform(6, 12, len(ghosts))

@@ -142,3 +142,22 @@ def test_lidar_config_geometry():
     (points, _), _ = capture(sim, "lidar", 0.0)
     assert set(np.unique(points[:, 4]).astype(int)) <= set(range(16))
     assert len(points) <= 16 * 256
+
+
+def test_radar_is_identical_without_ground_surfaces():
+    """Radar scenes leave out the road surfaces (radar ignores ground returns): same output."""
+    from sim.raycast import CastScene
+    from sim.sensors.context import CaptureContext
+
+    sim = Simulator(straight_scenario())
+    t = 0.55
+    ego = sim.ego.state(t)
+    pose = ego.world_from_base() @ sim.calibration["radar"].base_from_sensor
+    outputs = []
+    for surfaces in (True, False):
+        mesh = sim.world.scene_mesh(t, ego.s_m, surfaces=surfaces)
+        ctx = CaptureContext(time_s=t, world_from_sensor=pose, scene=CastScene(mesh), objects=sim.world.objects,
+                             ego=ego, weather=sim.weather, rng=np.random.default_rng(3))
+        outputs.append(sim.radar.capture(ctx))
+    assert len(outputs[0]) > 10
+    np.testing.assert_array_equal(outputs[0], outputs[1])
