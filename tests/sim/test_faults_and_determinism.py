@@ -24,6 +24,10 @@ def test_runs_are_deterministic_for_a_seed():
             assert ra.sensor == rb.sensor and ra.capture_time_s == rb.capture_time_s
             assert _payload_equal(ra.data, rb.data), ra.sensor
         assert np.array_equal(fa.gt_boxes, fb.gt_boxes)
+    # Ray casting on all cores gives the same data as on one thread (the CLI default vs the benchmark).
+    parallel = list(Simulator(config, threads=0).run(2))
+    for fa, fp in zip(a, parallel):
+        assert all(_payload_equal(ra.data, rp.data) for ra, rp in zip(fa.readings, fp.readings))
     c = list(Simulator(dataclasses.replace(config, seed=6)).run(1))
     assert not _payload_equal(readings_of(c, "lidar")[0].data, readings_of(a[:1], "lidar")[0].data)
 
