@@ -48,9 +48,10 @@ class RadarModel:
         rays = np.flatnonzero(usable)
         if len(rays):
             obj_of_ray = hits.object_id[rays]
-            objs, first_ray, n_rays = np.unique(obj_of_ray, return_index=True, return_counts=True)
-            r_min = np.minimum.reduceat(hits.range_m[rays][np.argsort(obj_of_ray, kind="stable")],
-                                        np.concatenate([[0], np.cumsum(n_rays)[:-1]]))
+            objs, ray_obj_index, n_rays = np.unique(obj_of_ray, return_inverse=True, return_counts=True)
+            group_start = np.concatenate([[0], np.cumsum(n_rays)[:-1]])
+            r_min = np.full(len(objs), np.inf, np.float32)
+            np.minimum.at(r_min, ray_obj_index, hits.range_m[rays])
             rcs = ctx.objects.rcs_dbsm[objs].astype(float)
             snr = 10 ** ((rcs - _REFERENCE_RCS_DBSM) / 10) * (c.max_range_m / r_min) ** 4
             snr *= 10 ** (-w.radar_attenuation_db * (r_min / 100.0) / 10) / ctx.noise_scale
@@ -58,7 +59,7 @@ class RadarModel:
             n_ret = np.minimum(c.max_returns_per_object, np.maximum(1, n_rays // 3))
             # Pick each detected object's returns: random ray order, keep the first n per object.
             order = rays[np.lexsort((rng.random(len(rays)), obj_of_ray))]
-            rank = np.arange(len(order)) - np.repeat(np.concatenate([[0], np.cumsum(n_rays)[:-1]]), n_rays)
+            rank = np.arange(len(order)) - np.repeat(group_start, n_rays)
             obj_index = np.repeat(np.arange(len(objs)), n_rays)
             pick = (rank < n_ret[obj_index]) & detected[obj_index]
             chosen, chosen_obj = order[pick], obj_index[pick]
