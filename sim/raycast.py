@@ -27,7 +27,7 @@ class CastScene:
         n = len(mesh.triangles)
         vertices = o3d.core.Tensor(np.ascontiguousarray(mesh.triangles.reshape(-1, 3), dtype=np.float32))
         indices = o3d.core.Tensor(np.arange(3 * n, dtype=np.uint32).reshape(n, 3))
-        self._scene = o3d.t.geometry.RaycastingScene()
+        self._scene = o3d.t.geometry.RaycastingScene(nthreads=threads)  # BVH build threads too
         self._scene.add_triangles(vertices, indices)
         # Object of each triangle, plus -1 at the end for rays that hit nothing: Open3D marks a
         # miss with the largest uint32, which np.minimum folds onto that last entry.
