@@ -1,0 +1,1 @@
+"""Datasets and the sample type every dataset yields (simulator shards, rosbags)."""

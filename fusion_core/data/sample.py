@@ -1,0 +1,71 @@
+"""The one sample type every dataset yields and the model's preprocessing reads.
+
+Everything is in ``base_link`` (x forward, y left, z up, metres) except the images, which stay
+in their cameras with the geometry needed to lift or back-project them. A sensor whose data is
+absent (dropped, powered off, failed to decode, not in the recording) is ``None`` and
+``absence`` says why: never zeros pretending to be data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SENSORS = ("rgb", "depth", "lidar", "radar", "imu")
+IMU_CHANNELS = ("ax_mps2", "ay_mps2", "az_mps2", "gx_radps", "gy_radps", "gz_radps")
+
+
+@dataclass(frozen=True)
+class CameraGeometry:
+    """Pinhole intrinsics (pixels) and the camera's pose on the vehicle."""
+
+    width_px: int
+    height_px: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    base_from_camera: tuple[tuple[float, ...], ...]  # 4x4 base_link <- optical frame (x right, y down, z forward)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(4, 4) float64 base_link <- camera transform."""
+        return np.asarray(self.base_from_camera, dtype=np.float64)
+
+    @classmethod
+    def from_arrays(cls, width_px: int, height_px: int, fx: float, fy: float, cx: float, cy: float,
+                    base_from_camera: np.ndarray) -> "CameraGeometry":
+        m = np.asarray(base_from_camera, dtype=np.float64).reshape(4, 4)
+        return cls(int(width_px), int(height_px), float(fx), float(fy), float(cx), float(cy),
+                   tuple(tuple(float(v) for v in row) for row in m))
+
+
+@dataclass
+class FusionSample:
+    """One synchronised frame of the five sensors, with ground truth when the source has it."""
+
+    time_s: float                               # frame time [s] on the source's clock
+    lidar_xyzi: np.ndarray | None               # (N, 4) float32 base_link x, y, z [m], intensity [0, 255]
+    radar_xyzdr: np.ndarray | None              # (M, 5) float32 base_link x, y, z [m], doppler [m/s], rcs [dBsm]
+    depth_m: np.ndarray | None                  # (h, w) float32 z-depth along the optical axis [m], NaN = none
+    depth_camera: CameraGeometry | None         # geometry of depth_m (None when depth is absent)
+    rgb: np.ndarray | None                      # (H, W, 3) uint8
+    rgb_camera: CameraGeometry | None           # geometry of rgb (None when rgb is absent)
+    imu: np.ndarray | None                      # (K, 6) float32 IMU_CHANNELS, oldest first, window ending at time_s
+    absence: dict[str, str] = field(default_factory=dict)  # sensor -> reason, only for absent sensors
+    gt_boxes: np.ndarray | None = None          # (B, 11) float32 fusion_core.boxes layout in base_link; None = unknown
+    condition: str | None = None                # weather label from the source (training and evaluation only)
+    faults: dict[str, str] = field(default_factory=dict)  # sensor -> fault kind active at time_s (labels only)
+
+    def present(self, sensor: str) -> bool:
+        return sensor not in self.absence
+
+    def without(self, sensor: str, reason: str) -> "FusionSample":
+        """A copy with ``sensor`` absent for ``reason`` (training-time sensor dropout, gating)."""
+        attrs = {"rgb": ("rgb", "rgb_camera"), "depth": ("depth_m", "depth_camera"), "lidar": ("lidar_xyzi",),
+                 "radar": ("radar_xyzdr",), "imu": ("imu",)}[sensor]
+        kwargs = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in attrs:
+            kwargs[name] = None
+        kwargs["absence"] = {**self.absence, sensor: reason}
+        return FusionSample(**kwargs)

@@ -1,0 +1,84 @@
+"""Detection losses per exit, and self-distillation of the early exits from the last one.
+
+Heatmaps use CenterNet's penalty-reduced focal loss; regression an L1 loss at the ground-truth
+centre cells. Early exits additionally follow the last exit's (detached) heatmap and regression,
+so the distillation gradient never reaches the last exit's own head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from fusion_core.model.head import N_REGRESSION, ExitOutput
+from fusion_core.model.targets import DetectionTargets
+
+# Velocity targets span tens of m/s: a lower weight keeps them from dominating the L1 sum.
+REGRESSION_WEIGHTS = torch.tensor([1.0, 1.0, 0.5, 1.0, 1.0, 0.5, 1.0, 1.0, 0.2, 0.2])
+assert len(REGRESSION_WEIGHTS) == N_REGRESSION
+
+
+@dataclass
+class ExitLoss:
+    heatmap: torch.Tensor       # scalar focal loss
+    regression: torch.Tensor    # scalar weighted L1
+    distillation: torch.Tensor  # scalar (0 for the last exit)
+
+
+@dataclass
+class LossBreakdown:
+    total: torch.Tensor
+    per_exit: list[ExitLoss]
+
+    def as_floats(self) -> dict[str, float]:
+        """Flat name -> value for logs (the only place losses become a dict)."""
+        out = {"loss": float(self.total)}
+        for k, e in enumerate(self.per_exit):
+            out[f"exit{k}_heatmap"] = float(e.heatmap)
+            out[f"exit{k}_regression"] = float(e.regression)
+            out[f"exit{k}_distill"] = float(e.distillation)
+        return out
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, n_objects: int, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+    """CenterNet focal loss summed over cells, divided by the number of objects (at least 1)."""
+    prob = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = target >= 1.0 - 1e-6
+    pos_loss = -F.logsigmoid(logits) * (1 - prob) ** alpha
+    neg_loss = -F.logsigmoid(-logits) * prob**alpha * (1 - target) ** beta
+    return torch.where(pos, pos_loss, neg_loss).sum() / max(1, n_objects)
+
+
+def gather_cells(regression: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """(B, R, H, W) map, (B, M) flat cells -> (B, M, R)."""
+    flat = regression.flatten(2)
+    return torch.gather(flat, 2, cell[:, None, :].expand(-1, flat.shape[1], -1)).permute(0, 2, 1)
+
+
+def regression_loss(regression: torch.Tensor, targets: DetectionTargets) -> torch.Tensor:
+    pred = gather_cells(regression, targets.cell)
+    err = (pred - targets.regression).abs() * REGRESSION_WEIGHTS
+    return (err.sum(-1) * targets.valid).sum() / max(1, targets.n_objects)
+
+
+def detection_loss(exits: list[ExitOutput], targets: DetectionTargets, distill_weight: float = 0.0,
+                   exit_weights: tuple[float, ...] | None = None) -> LossBreakdown:
+    n = targets.n_objects
+    last = exits[-1]
+    teacher_prob = torch.sigmoid(last.heatmap_logits).detach()
+    teacher_reg = gather_cells(last.regression, targets.cell).detach()
+    weights = exit_weights or (1.0,) * len(exits)
+    total = torch.zeros(())
+    per_exit = []
+    for k, out in enumerate(exits):
+        hm = focal_loss(out.heatmap_logits, targets.heatmap, n)
+        reg = regression_loss(out.regression, targets)
+        distill = torch.zeros(())
+        if distill_weight > 0 and k < len(exits) - 1:
+            distill = ((torch.sigmoid(out.heatmap_logits) - teacher_prob) ** 2).sum() / max(1, n)
+            pred = gather_cells(out.regression, targets.cell)
+            distill = distill + (((pred - teacher_reg).abs() * REGRESSION_WEIGHTS).sum(-1) * targets.valid).sum() / max(1, n)
+        total = total + weights[k] * (hm + reg + distill_weight * distill)
+        per_exit.append(ExitLoss(hm.detach(), reg.detach(), distill.detach()))
+    return LossBreakdown(total, per_exit)
