@@ -33,7 +33,7 @@ class LossBreakdown:
 
     def as_floats(self) -> dict[str, float]:
         """Flat name -> value for logs (the only place losses become a dict)."""
-        out = {"loss": float(self.total)}
+        out = {"loss": float(self.total.detach())}
         for k, e in enumerate(self.per_exit):
             out[f"exit{k}_heatmap"] = float(e.heatmap)
             out[f"exit{k}_regression"] = float(e.regression)

@@ -1,0 +1,77 @@
+"""Running a detector over a dataset and scoring every exit."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fusion_core.boxes import X, Y
+from fusion_core.data.sample import FusionSample
+from fusion_core.evaluation.average_precision import DetectionEvaluator, GroupMetrics
+from fusion_core.model.config import BevGridConfig
+from fusion_core.model.decode import decode_exit
+from fusion_core.model.detector import FusionDetector
+from fusion_core.training.data import BatchCollator
+
+
+def boxes_in_region(boxes: np.ndarray, grid: BevGridConfig) -> np.ndarray:
+    """The boxes whose centres lie in the detection region (the model answers for nothing else)."""
+    x, y = boxes[:, X], boxes[:, Y]
+    return boxes[(x >= grid.x_min_m) & (x < grid.x_max_m) & (y >= grid.y_min_m) & (y < grid.y_max_m)]
+
+
+@dataclass
+class ModelEvaluation:
+    per_exit: list[dict[str, GroupMetrics]]  # exit k -> group -> metrics ("all" always present)
+    n_frames: int
+
+    def mean_ap(self, exit_index: int = -1, group: str = "all") -> float | None:
+        metrics = self.per_exit[exit_index].get(group)
+        return None if metrics is None else metrics.mean_ap
+
+    def to_json(self, pr_curve_points: int = 0) -> dict:
+        return {"n_frames": self.n_frames,
+                "exits": [{g: m.to_json(pr_curve_points) for g, m in groups.items()} for groups in self.per_exit]}
+
+
+def evaluate_model(model: FusionDetector, source: Sequence[FusionSample], *, batch_size: int = 8,
+                   expert_mask: torch.Tensor | None = None, max_frames: int | None = None,
+                   progress: bool = True, workers: int = 0) -> ModelEvaluation:
+    """mAP of every exit over ``source`` (frames without ground truth are skipped), grouped by
+    condition and fault. ``expert_mask`` (E,) restricts which experts may run."""
+    indices = [i for i in range(len(source))][: max_frames or None]
+    loader = DataLoader(_Subset(source, indices), batch_size=batch_size, collate_fn=BatchCollator(model.config),
+                        num_workers=workers)
+    evaluators = [DetectionEvaluator(model.config.classes) for _ in range(model.config.n_exits)]
+    was_training = model.training
+    model.eval()
+    n = 0
+    try:
+        with torch.no_grad():
+            for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+                out = model(batch.inputs, expert_mask=expert_mask)
+                for k, exit_out in enumerate(out.exits):
+                    boxes = decode_exit(exit_out, model.config.grid, model.config.max_detections,
+                                        model.config.score_threshold, out.has_input)
+                    for det, gt, groups in zip(boxes, batch.gt_boxes, batch.groups):
+                        if gt is not None:
+                            evaluators[k].add_frame(det, boxes_in_region(gt, model.config.grid), groups)
+                n += sum(gt is not None for gt in batch.gt_boxes)
+    finally:
+        model.train(was_training)
+    return ModelEvaluation([e.result() for e in evaluators], n)
+
+
+class _Subset(torch.utils.data.Dataset):
+    def __init__(self, source, indices):
+        self.source, self.indices = source, indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.source[self.indices[i]]

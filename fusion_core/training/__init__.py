@@ -1,0 +1,1 @@
+"""Offline training of the fusion detector: configs, data pipeline, Trainer, checkpoints."""

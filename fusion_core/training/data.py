@@ -1,0 +1,129 @@
+"""The training data pipeline: deterministic shuffling, training-time sensor absence, batching.
+
+Every random choice is a function of (seed, epoch, frame index) or (seed, step), never of a
+generator's history, so a resumed run and a run split over torchrun processes see exactly the
+frames and masks an uninterrupted single-process run would.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from fusion_core.data.sample import FusionSample
+from fusion_core.model.config import DETECTION_SENSORS, ModelConfig
+from fusion_core.model.inputs import ModelInputs, collate
+from fusion_core.model.targets import DetectionTargets, build_targets
+
+
+def frame_groups(sample: FusionSample) -> tuple[str, ...]:
+    """Evaluation groups of a frame: its condition and each active fault."""
+    groups = []
+    if sample.condition:
+        groups.append(f"condition:{sample.condition}")
+    groups += [f"fault:{sensor}:{kind}" for sensor, kind in sorted(sample.faults.items())]
+    return tuple(groups)
+
+
+def drop_sensors(sample: FusionSample, prob: float, rng: np.random.Generator) -> FusionSample:
+    """Make each present detection sensor absent with probability ``prob``, keeping at least one."""
+    present = [s for s in DETECTION_SENSORS if sample.present(s)]
+    drop = [s for s in present if rng.random() < prob]
+    if len(drop) == len(present) and present:
+        drop.pop(int(rng.integers(len(drop))))
+    for s in drop:
+        sample = sample.without(s, "training_dropout")
+    return sample
+
+
+def expert_mask_for_step(n_experts: int, seed: int, step: int, keep_prob: float, full_prob: float) -> torch.Tensor:
+    """(E,) bool experts allowed in this step; all of them with probability ``full_prob``."""
+    rng = np.random.default_rng([seed, 0xE4, step])
+    if rng.random() < full_prob:
+        return torch.ones(n_experts, dtype=torch.bool)
+    keep = rng.random(n_experts) < keep_prob
+    if not keep.any():
+        keep[rng.integers(n_experts)] = True
+    return torch.from_numpy(keep)
+
+
+class EpochSampler(Sampler):
+    """Endless (epoch, index) pairs from ``start`` on. Each epoch shuffles blocks (a source's
+    shards, read whole) and the frames inside each block; process ``rank`` of ``world`` takes
+    every world-th pair."""
+
+    def __init__(self, blocks: Sequence[Sequence[int]], seed: int, start: int = 0, rank: int = 0, world: int = 1):
+        self.blocks = [list(b) for b in blocks if len(b)]
+        self.n = sum(len(b) for b in self.blocks)
+        if self.n == 0:
+            raise ValueError("no frames to train on")
+        self.seed, self.start, self.rank, self.world = seed, start, rank, world
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        rng = np.random.default_rng([self.seed, 0x5A, epoch])
+        order = []
+        for b in rng.permutation(len(self.blocks)):
+            order += [self.blocks[b][i] for i in rng.permutation(len(self.blocks[b]))]
+        return order
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        # Global position over the endless sequence of epochs; ``start`` counts pairs per process.
+        position = self.start * self.world + self.rank
+        epoch_cached, order = -1, []
+        while True:
+            epoch, offset = divmod(position, self.n)
+            if epoch != epoch_cached:
+                epoch_cached, order = epoch, self.epoch_order(epoch)
+            yield epoch, order[offset]
+            position += self.world
+
+
+class TrainingFrames(Dataset):
+    """Frames of a source with training-time sensor absence; indexed by (epoch, index) pairs."""
+
+    def __init__(self, source: Sequence[FusionSample], seed: int, sensor_dropout_prob: float):
+        self.source, self.seed, self.prob = source, seed, sensor_dropout_prob
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key: tuple[int, int]) -> FusionSample:
+        epoch, index = key
+        sample = self.source[index]
+        if self.prob > 0:
+            sample = drop_sensors(sample, self.prob, np.random.default_rng([self.seed, 0xD0, epoch, index]))
+        return sample
+
+
+@dataclass
+class TrainingBatch:
+    inputs: ModelInputs
+    targets: DetectionTargets
+    gt_boxes: list[np.ndarray | None]   # per frame (N, 11) base_link, None when the source has none
+    groups: list[tuple[str, ...]]       # per frame evaluation groups
+
+
+class BatchCollator:
+    """Picklable collate function for DataLoader workers."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+
+    def __call__(self, samples: list[FusionSample]) -> TrainingBatch:
+        return TrainingBatch(
+            inputs=collate(samples, self.config.grid),
+            targets=build_targets([s.gt_boxes for s in samples], self.config.grid, len(self.config.classes)),
+            gt_boxes=[s.gt_boxes for s in samples],
+            groups=[frame_groups(s) for s in samples],
+        )
+
+
+def source_blocks(source: Sequence[FusionSample]) -> list[range]:
+    """Contiguous index blocks read together (a shard source's shards), else blocks of 64."""
+    blocks = getattr(source, "blocks", None)
+    if callable(blocks):
+        return list(blocks())
+    return [range(i, min(i + 64, len(source))) for i in range(0, len(source), 64)]
