@@ -26,6 +26,10 @@ setup(
     packages=[
         "dyn_fusion",
         "fusion_core",
+        "fusion_core.data",
+        "fusion_core.evaluation",
+        "fusion_core.model",
+        "fusion_core.training",
         "ros_nodes",
         "sim",
         "sim.sensors",

@@ -3,6 +3,10 @@
     dyn-fusion simulate --scenario configs/scenarios/fog.yaml --frames 300 --out runs/fog.bag
     dyn-fusion preview  --scenario fog --out preview.png
     dyn-fusion demo     --out runs/latest          # what `make run` calls
+    dyn-fusion train    --config configs/train/default.yaml --data DATA --out runs/train
+    dyn-fusion evaluate --checkpoint models/default.pt --data DATA --json eval.json --plots plots/
+
+DATA is a shard directory written by `simulate --format shards` or a rosbag (see --topics).
 
 Scenarios are given as a YAML path or as the name of a shipped scenario (``fog``).
 Errors in input (bad scenario keys, existing outputs) exit with status 2 and one clear line.
@@ -57,7 +61,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_positive_int, default=None, help="frames (default: the scenario's)")
     p.add_argument("--out", type=Path, default=Path("runs/latest"), help="run folder (default runs/latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+
+    p = sub.add_parser("train", help="train the fusion detector on shards or bags")
+    p.add_argument("--config", type=Path, default=Path("configs/train/default.yaml"), help="training config YAML")
+    p.add_argument("--model", type=Path, default=Path("configs/model/default.yaml"), help="model config YAML")
+    p.add_argument("--data", type=Path, required=True, help="training data (shard directory or rosbag)")
+    p.add_argument("--val", type=Path, default=None, help="validation data (default: the tail of --data)")
+    p.add_argument("--topics", type=Path, default=None, help="topic mapping YAML for rosbag data")
+    p.add_argument("--out", type=Path, required=True, help="run folder: logs, checkpoints, model.pt")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--steps", type=_positive_int, default=None, help="override the config's step count")
+
+    p = sub.add_parser("evaluate", help="mAP per exit, condition and fault; optional plots")
+    p.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (.pt)")
+    p.add_argument("--data", type=Path, required=True, help="evaluation data (shard directory or rosbag)")
+    p.add_argument("--topics", type=Path, default=None, help="topic mapping YAML for rosbag data")
+    p.add_argument("--json", type=Path, required=True, help="write the results here")
+    p.add_argument("--plots", type=Path, default=None, help="write PR curves and per-condition bars into this folder")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="frames per forward pass (default 8)")
+    p.add_argument("--max-frames", type=_positive_int, default=None, help="evaluate only the first N frames")
     return parser
+
+
+def _train(args) -> int:
+    import dataclasses as dc
+    import shutil
+
+    from fusion_core.data.open_source import open_source, split_tail
+    from fusion_core.model.config import load_model_config
+    from fusion_core.training.config import load_train_config
+    from fusion_core.training.trainer import Trainer
+
+    train_config = load_train_config(args.config)
+    overrides = {k: v for k, v in (("seed", args.seed), ("steps", args.steps)) if v is not None}
+    train_config = dc.replace(train_config, **overrides)
+    model_config = load_model_config(args.model)
+    if args.out.exists() and not args.resume:
+        if not args.overwrite:
+            raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it or --resume to continue")
+        shutil.rmtree(args.out)
+    data = open_source(args.data, args.topics)
+    if args.val is not None:
+        train, val = data, open_source(args.val, args.topics)
+    else:
+        train, val = split_tail(data, train_config.val_fraction)
+    print(f"training {model_config.name} on {len(train)} frames, validating on {len(val)}; run folder {args.out}")
+    result = Trainer(model_config, train_config, args.out, resume=args.resume).fit(train, val)
+    maps = ", ".join(f"exit {k}: {m:.3f}" if m is not None else f"exit {k}: n/a" for k, m in enumerate(result.val_map_per_exit))
+    print(f"done: {result.steps} steps, final loss {result.final_loss:.3f}; validation mAP {maps}")
+    print(f"model: {result.model_path}\nlog: {args.out / 'train_log.csv'}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from fusion_core.data.open_source import open_source
+    from fusion_core.evaluation.model_eval import evaluate_model
+    from fusion_core.training.checkpoint import load_detector
+
+    model = load_detector(args.checkpoint)
+    data = open_source(args.data, args.topics)
+    result = evaluate_model(model, data, batch_size=args.batch_size, max_frames=args.max_frames)
+    report = {"checkpoint": str(args.checkpoint), "data": str(args.data), **result.to_json(pr_curve_points=21)}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    groups = sorted(result.per_exit[-1])
+    print(f"{'group':28s} " + " ".join(f"exit{k:<3d}" for k in range(len(result.per_exit))))
+    for g in groups:
+        cells = []
+        for per_group in result.per_exit:
+            m = per_group[g].mean_ap
+            cells.append(f"{m:7.3f}" if m is not None else "    n/a")
+        print(f"{g:28s} " + " ".join(cells))
+    if args.plots is not None:
+        from fusion_core.evaluation.plots import plot_group_bars, plot_pr_curves
+
+        args.plots.mkdir(parents=True, exist_ok=True)
+        plot_pr_curves(result.per_exit[-1]["all"], args.plots / "pr_curves_last_exit.png")
+        plot_group_bars({f"exit {k}": groups_k for k, groups_k in enumerate(result.per_exit)},
+                        args.plots / "map_per_group.png")
+        print(f"plots: {args.plots}")
+    print(f"results: {args.json}")
+    return 0
 
 
 def _simulate(args) -> int:
@@ -114,10 +200,11 @@ def _demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"simulate": _simulate, "preview": _preview, "demo": _demo}[args.command]
+    handler = {"simulate": _simulate, "preview": _preview, "demo": _demo, "train": _train,
+               "evaluate": _evaluate}[args.command]
     try:
         return handler(args)
-    except (ConfigError, FileExistsError) as exc:
+    except (ConfigError, FileExistsError, FileNotFoundError) as exc:
         print(f"dyn-fusion {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

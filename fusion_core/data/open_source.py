@@ -1,0 +1,58 @@
+"""Opening a dataset path: a simulator shard directory or a rosbag (rosbag2 MCAP/sqlite3, ROS 1)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fusion_core.config_io import ConfigError
+from fusion_core.data.sample import FusionSample
+
+DEFAULT_TOPICS = Path(__file__).resolve().parents[2] / "configs" / "data" / "sim_bag.yaml"
+
+
+def open_source(path: Path | str, topics: Path | str | None = None) -> Sequence[FusionSample]:
+    """A Sequence[FusionSample] over ``path``; ``topics`` is the topic-mapping YAML for bags
+    (default: the simulator's own topics)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"data: {path} does not exist")
+    if (path / "index.json").is_file():
+        from fusion_core.data.shard_source import ShardSource
+        return ShardSource(path)
+    is_bag = (path.is_dir() and ((path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3")))) \
+        or path.suffix in (".bag", ".mcap", ".db3")
+    if not is_bag:
+        raise ConfigError(f"data: {path} is neither a shard dataset (no index.json) nor a rosbag")
+    from fusion_core.data.rosbag_source import RosbagSource
+    from fusion_core.data.topic_mapping import load_topic_mapping
+    return RosbagSource(path, load_topic_mapping(topics or DEFAULT_TOPICS))
+
+
+class FrameSubset(Sequence):
+    """Some frames of a source, in the given order; keeps the source's read blocks."""
+
+    def __init__(self, source: Sequence[FusionSample], indices: Sequence[int]):
+        self.source, self.indices = source, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> FusionSample:
+        return self.source[self.indices[i]]
+
+    def blocks(self) -> list[range]:
+        # Consecutive subset positions that are consecutive source frames stay one block (a shard).
+        out, start = [], 0
+        for i in range(1, len(self.indices) + 1):
+            if i == len(self.indices) or self.indices[i] != self.indices[i - 1] + 1 or i - start >= 64:
+                out.append(range(start, i))
+                start = i
+        return out
+
+
+def split_tail(source: Sequence[FusionSample], fraction: float) -> tuple[Sequence[FusionSample], Sequence[FusionSample]]:
+    """(train, val): the last ``fraction`` of frames become validation. A contiguous tail, not a
+    random pick, because neighbouring frames are near-duplicates and would leak into validation."""
+    n_val = int(round(len(source) * fraction))
+    cut = len(source) - n_val
+    return FrameSubset(source, range(cut)), FrameSubset(source, range(cut, len(source)))
