@@ -57,6 +57,7 @@ def build_targets(gt_boxes: Sequence[np.ndarray | None], grid: BevGridConfig, n_
         if boxes is None or len(boxes) == 0:
             per_frame.append((np.zeros((0, N_REGRESSION), np.float32), np.zeros(0, np.int64)))
             continue
+        boxes = boxes.astype(np.float64)  # cell assignment in double precision, as decoding reads it
         fx = (boxes[:, X] - grid.x_min_m) / cell
         fy = (boxes[:, Y] - grid.y_min_m) / cell
         inside = (fx >= 0) & (fx < hh) & (fy >= 0) & (fy < ww)

@@ -1,0 +1,100 @@
+"""The detector on real simulated frames: every sensor subset, expert masks, exits, skipping."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from fusion_core.data.shard_source import ShardSource
+from fusion_core.model.config import DETECTION_SENSORS, load_model_config
+from fusion_core.model.decode import decode_exit
+from fusion_core.model.detector import FusionDetector
+from fusion_core.model.head import N_REGRESSION
+from fusion_core.model.inputs import collate, depth_to_points
+from fusion_core.model.targets import build_targets
+from fusion_core.boxes import CLASS_ID, X, Y
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return FusionDetector(load_model_config("configs/model/tiny.yaml")).eval()
+
+
+@pytest.fixture(scope="module")
+def samples(tiny_shards):
+    src = ShardSource(tiny_shards)
+    return [src[i] for i in (10, 40)]
+
+
+@pytest.mark.parametrize("subset", [s for n in range(5) for s in itertools.combinations(DETECTION_SENSORS, n)])
+def test_every_sensor_subset_gives_complete_outputs(model, samples, subset):
+    reduced = []
+    for s in samples:
+        for sensor in DETECTION_SENSORS:
+            if sensor not in subset:
+                s = s.without(sensor, "test")
+        reduced.append(s)
+    inputs = collate(reduced, model.config.grid)
+    model.calls.clear()
+    with torch.no_grad():
+        out = model(inputs)
+    h, w = model.config.grid.head_shape
+    assert len(out.exits) == model.config.n_exits
+    for e in out.exits:
+        assert e.heatmap_logits.shape == (2, len(model.config.classes), h, w)
+        assert e.regression.shape == (2, N_REGRESSION, h, w)
+        assert torch.isfinite(e.heatmap_logits).all() and torch.isfinite(e.regression).all()
+    # An expert runs exactly when one of its sensors is present; stems only for needed sensors.
+    expected = {ex.name for ex in model.config.experts if set(ex.sensors) & set(subset)}
+    assert {k.split(":")[1] for k in model.calls if k.startswith("expert:")} == expected
+    assert {k.split(":")[1] for k in model.calls if k.startswith("stem:")} == set(subset) & {
+        s for ex in model.config.experts if ex.name in expected for s in ex.sensors}
+    assert bool(out.has_input.all()) == bool(subset)
+    weights = out.expert_weights
+    assert torch.allclose(weights.sum(1), torch.full((2,), 1.0 if subset else 0.0))
+    if not subset:
+        assert all(len(b) == 0 for b in decode_exit(out.exits[-1], model.config.grid, 64, 0.0, out.has_input))
+
+
+def test_expert_mask_and_early_exit_skip_work(model, samples):
+    inputs = collate(samples, model.config.grid)
+    names = model.config.expert_names
+    mask = torch.tensor([n == "radar" for n in names])
+    model.calls.clear()
+    with torch.no_grad():
+        out = model(inputs, expert_mask=mask, last_exit=0)
+    assert dict(model.calls) == {"stem:radar": 1, "expert:radar": 1, "exit:0": 1}
+    assert len(out.exits) == 1
+    assert torch.equal(out.active_experts, mask.expand(2, -1))
+
+
+def test_targets_put_peaks_at_box_centres(model, samples):
+    grid = model.config.grid
+    gt = samples[0].gt_boxes
+    t = build_targets([gt], grid, len(model.config.classes))
+    cell = grid.head_cell_m
+    inside = (gt[:, X] >= grid.x_min_m) & (gt[:, X] < grid.x_max_m) & (gt[:, Y] >= grid.y_min_m) & (gt[:, Y] < grid.y_max_m)
+    assert t.n_objects == int(inside.sum()) > 0
+    for box in gt[inside]:
+        r, c = int((float(box[X]) - grid.x_min_m) // cell), int((float(box[Y]) - grid.y_min_m) // cell)
+        assert t.heatmap[0, int(box[CLASS_ID]), r, c] == 1.0
+    # Decoding the targets themselves (as logits) gives the boxes back.
+    logits = torch.logit(t.heatmap.clamp(1e-4, 1 - 1e-4))
+    reg = torch.zeros(1, N_REGRESSION, *grid.head_shape)
+    reg.view(1, N_REGRESSION, -1)[0, :, t.cell[0, t.valid[0]]] = t.regression[0, t.valid[0]].T
+    from fusion_core.model.head import ExitOutput
+    decoded = decode_exit(ExitOutput(logits, reg), grid, 200, 0.99)[0]
+    assert len(decoded) == int(inside.sum())
+    d = np.hypot(decoded[:, None, X] - gt[inside][None, :, X], decoded[:, None, Y] - gt[inside][None, :, Y])
+    assert d.min(1).max() < 1e-3
+
+
+def test_depth_back_projection_hits_the_ground(samples):
+    s = samples[0]
+    pts = depth_to_points(s.depth_m, s.depth_camera)
+    near_ground = pts[(pts[:, 0] > 3) & (pts[:, 0] < 12) & (np.abs(pts[:, 1]) < 1.0)]
+    assert len(near_ground) > 20
+    assert np.median(np.abs(near_ground[:, 2])) < 0.1  # the road ahead is at z = 0 in base_link
