@@ -124,6 +124,12 @@ def _evaluate(args) -> int:
     data = open_source(args.data, args.topics)
     result = evaluate_model(model, data, batch_size=args.batch_size, max_frames=args.max_frames)
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data), **result.to_json(pr_curve_points=21)}
+    cost = _static_cost(model, data)
+    if cost is not None:
+        report["cost"] = cost.to_json()
+        print("static all-expert latency per exit (ms, batch 1, 2 threads): "
+              + ", ".join(f"{v:.1f}" for v in cost.latency_ms_per_exit)
+              + f"; GFLOPs per frame {cost.flops_total / 1e9:.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     groups = sorted(result.per_exit[-1])
@@ -144,6 +150,19 @@ def _evaluate(args) -> int:
         print(f"plots: {args.plots}")
     print(f"results: {args.json}")
     return 0
+
+
+def _static_cost(model, data):
+    """Cost of static all-expert inference on the first frame that has every sensor (None if none does)."""
+    from fusion_core.data.sample import SENSORS
+    from fusion_core.evaluation.cost import measure_cost
+    from fusion_core.model.inputs import collate
+
+    for i in range(min(len(data), 50)):
+        sample = data[i]
+        if all(sample.present(s) for s in SENSORS):
+            return measure_cost(model, collate([sample], model.config.grid))
+    return None
 
 
 def _simulate(args) -> int:

@@ -46,6 +46,11 @@ def test_cli_training_lowers_loss_and_reaches_nontrivial_map(tiny_shards, tmp_pa
     assert rc == 0
     data = json.loads(report.read_text())
     assert len(data["exits"]) == 3 and data["n_frames"] == 100
+    cost = data["cost"]  # FLOPs from FlopCounterMode, latency measured
+    assert set(cost["flops_per_stem"]) == {"rgb", "depth", "lidar", "radar", "imu"}
+    assert all(v > 0 for v in cost["flops_per_expert"].values()) and len(cost["flops_per_exit"]) == 3
+    assert cost["flops_total"] > sum(cost["flops_per_expert"].values())
+    assert all(ms > 0 for ms in cost["latency_ms_per_exit"])
     assert set(data["exits"][2]) == {"all", "condition:clear"}
     assert data["exits"][2]["all"]["mean_ap"] > 0.1
     assert (tmp_path / "plots" / "pr_curves_last_exit.png").stat().st_size > 10_000
