@@ -24,8 +24,8 @@ def open_source(path: Path | str, topics: Path | str | None = None) -> Sequence[
     if not is_bag:
         raise ConfigError(f"data: {path} is neither a shard dataset (no index.json) nor a rosbag")
     from fusion_core.data.rosbag_source import RosbagSource
-    from fusion_core.data.topic_mapping import load_topic_mapping
-    return RosbagSource(path, load_topic_mapping(topics or DEFAULT_TOPICS))
+    from fusion_core.data.topic_mapping import TopicMapping
+    return RosbagSource(path, TopicMapping.load(topics or DEFAULT_TOPICS))
 
 
 class FrameSubset(Sequence):

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from rosbags.highlevel import AnyReader
 
 from fusion_core.boxes import CLASS_NAMES, YAW, wrap_angle
@@ -71,11 +72,24 @@ _NS = 1_000_000_000
 
 @cache
 def _fallback_typestore():
-    """ROS 2 types (Kilted + the vision_msgs of our bags) for bags without embedded definitions.
-    Imported lazily: only such bags need it."""
+    """ROS 2 types (Kilted + the vision_msgs of our bags) for bags without embedded definitions
+    (imported on first use so importing this module does not pull in the simulator package)."""
     from sim.writers.ros_types import ros2_typestore
 
     return ros2_typestore()
+
+
+def _custom_data(path: Path) -> dict[str, str]:
+    """rosbag2 ``metadata.yaml`` custom_data (key -> string), {} for other bags. Read from the
+    file itself: rosbags keeps it only on private reader attributes."""
+    meta = path / "metadata.yaml"
+    if not meta.is_file():
+        return {}
+    try:
+        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
+        return {str(k): str(v) for k, v in (info.get("custom_data") or {}).items()}
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return {}  # AnyReader reports a damaged metadata file itself
 
 
 @dataclass
@@ -150,7 +164,7 @@ class RosbagSource(Sequence[FusionSample]):
                 roles.setdefault(topic, []).append(role)
         self._streams: dict[str, _Stream] = {role: _Stream() for rs in roles.values() for role in rs}
         tf_messages: list = []
-        self.custom_data: dict[str, str] = {}
+        self.custom_data: dict[str, str] = _custom_data(self.path)
         self._read(roles, tf_messages)
         for stream in self._streams.values():
             stream.finish()
@@ -167,17 +181,14 @@ class RosbagSource(Sequence[FusionSample]):
         self.scenario_name: str | None = self.custom_data.get("dyn_fusion.scenario")
         self.calibration: dict[str, np.ndarray] = {}
         for sensor in ("rgb", "depth", "lidar", "radar", "imu"):
-            stream = self._streams.get(sensor)
-            if stream is not None and stream.entries:
-                self.calibration[sensor] = self._base_from[stream.entries[0].frame_id]
+            good = [e for e in getattr(self._streams.get(sensor), "entries", ()) if e.error is None]
+            if good:
+                self.calibration[sensor] = self._base_from[good[0].frame_id]
 
     # ------------------------------------------------------------------ indexing (one pass)
     def _read(self, roles: dict[str, list[str]], tf_messages: list) -> None:
         with AnyReader([self.path], default_typestore=_fallback_typestore()) as reader:
             self._complete_typestore(reader)
-            for reader_part in reader.readers:
-                custom = getattr(getattr(reader_part, "metadata", None), "custom", None)
-                self.custom_data.update(custom or {})
             conns = [c for c in reader.connections if c.topic in roles]
             present = {c.topic for c in conns}
             for topic, rs in roles.items():

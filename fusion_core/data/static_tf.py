@@ -67,7 +67,7 @@ class StaticTfTree:
                      matrix_from_quaternion((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w)))
 
     @classmethod
-    def from_messages(cls, tf_messages: Iterable) -> "StaticTfTree":
+    def from_messages(cls, tf_messages: Iterable) -> StaticTfTree:
         tree = cls()
         for msg in tf_messages:
             tree.add_message(msg)

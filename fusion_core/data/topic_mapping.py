@@ -41,9 +41,9 @@ class TopicMapping:
     """Topics of one kind of recording; units are in the field names (``_s`` = seconds)."""
 
     rgb_image_topic: str = param("", "sensor_msgs/Image, rgb8 or bgr8 ('' = no RGB camera)")
-    rgb_camera_info_topic: str = param("", "sensor_msgs/CameraInfo of the RGB camera (required with an image topic)")
+    rgb_camera_info_topic: str = param("", "sensor_msgs/CameraInfo of the RGB camera (required with an image)")
     depth_image_topic: str = param("", "sensor_msgs/Image, 32FC1 metres or 16UC1 millimetres ('' = no depth camera)")
-    depth_camera_info_topic: str = param("", "sensor_msgs/CameraInfo of the depth camera (required with an image topic)")
+    depth_camera_info_topic: str = param("", "sensor_msgs/CameraInfo of the depth camera (required with an image)")
     lidar_topic: str = param("", "sensor_msgs/PointCloud2 of the LiDAR ('' = no LiDAR)")
     radar_topic: str = param("", "sensor_msgs/PointCloud2 of the radar ('' = no radar)")
     imu_topic: str = param("", "sensor_msgs/Imu ('' = no IMU)")
@@ -79,7 +79,7 @@ class TopicMapping:
         return getattr(self, f"{camera}_camera_info_topic")
 
     @classmethod
-    def load(cls, path: str | Path) -> "TopicMapping":
+    def load(cls, path: str | Path) -> TopicMapping:
         """Strictly load a mapping YAML file (errors name the file and the key)."""
         return load_yaml(cls, path)
 
