@@ -15,8 +15,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sim.config import CONDITIONS, WeatherConfig, load_scenario, resolve_scenario  # noqa: E402
-from sim.simulator import Simulator  # noqa: E402
+from sim.config import CONDITIONS, WeatherConfig, load_scenario, resolve_scenario
+from sim.simulator import Simulator
 
 SEVERITY = 0.75
 

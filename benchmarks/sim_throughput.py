@@ -21,9 +21,9 @@ import open3d as o3d
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sim.config import load_scenario, resolve_scenario  # noqa: E402
-from sim.raycast import CastScene  # noqa: E402
-from sim.simulator import Simulator  # noqa: E402
+from sim.config import load_scenario, resolve_scenario
+from sim.raycast import CastScene
+from sim.simulator import Simulator
 
 GOAL_FRAMES_PER_S = 50.0
 

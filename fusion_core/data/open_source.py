@@ -53,6 +53,6 @@ class FrameSubset(Sequence):
 def split_tail(source: Sequence[FusionSample], fraction: float) -> tuple[Sequence[FusionSample], Sequence[FusionSample]]:
     """(train, val): the last ``fraction`` of frames become validation. A contiguous tail, not a
     random pick, because neighbouring frames are near-duplicates and would leak into validation."""
-    n_val = int(round(len(source) * fraction))
+    n_val = round(len(source) * fraction)
     cut = len(source) - n_val
     return FrameSubset(source, range(cut)), FrameSubset(source, range(cut, len(source)))

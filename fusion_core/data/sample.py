@@ -34,7 +34,7 @@ class CameraGeometry:
 
     @classmethod
     def from_arrays(cls, width_px: int, height_px: int, fx: float, fy: float, cx: float, cy: float,
-                    base_from_camera: np.ndarray) -> "CameraGeometry":
+                    base_from_camera: np.ndarray) -> CameraGeometry:
         m = np.asarray(base_from_camera, dtype=np.float64).reshape(4, 4)
         return cls(int(width_px), int(height_px), float(fx), float(fy), float(cx), float(cy),
                    tuple(tuple(float(v) for v in row) for row in m))
@@ -60,7 +60,7 @@ class FusionSample:
     def present(self, sensor: str) -> bool:
         return sensor not in self.absence
 
-    def without(self, sensor: str, reason: str) -> "FusionSample":
+    def without(self, sensor: str, reason: str) -> FusionSample:
         """A copy with ``sensor`` absent for ``reason`` (training-time sensor dropout, gating)."""
         attrs = {"rgb": ("rgb", "rgb_camera"), "depth": ("depth_m", "depth_camera"), "lidar": ("lidar_xyzi",),
                  "radar": ("radar_xyzdr",), "imu": ("imu",)}[sensor]

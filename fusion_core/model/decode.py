@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusion_core.boxes import BOX_DIM, CLASS_ID, H, L, SCORE, VX, VY, W, X, Y, YAW, Z
+from fusion_core.boxes import BOX_DIM, CLASS_ID, SCORE, VX, VY, YAW, H, L, W, X, Y, Z
 from fusion_core.model.config import BevGridConfig
 from fusion_core.model.head import ExitOutput
 

@@ -7,8 +7,8 @@ inside the detection region are kept. Depth images are back-projected to base_li
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ class PointSet:
     features: torch.Tensor   # (P, F) float32, first three columns x, y, z [m] in base_link
     frame: torch.Tensor      # (P,) int64 index of the frame in the batch
 
-    def to(self, device) -> "PointSet":
+    def to(self, device) -> PointSet:
         return PointSet(self.features.to(device), self.frame.to(device))
 
 

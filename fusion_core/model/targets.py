@@ -6,13 +6,13 @@ inside the cell, z, log size, yaw as (sin, cos), and velocity.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from fusion_core.boxes import CLASS_ID, H, L, VX, VY, W, X, Y, YAW, Z
+from fusion_core.boxes import CLASS_ID, VX, VY, YAW, H, L, W, X, Y, Z
 from fusion_core.model.config import BevGridConfig
 from fusion_core.model.head import N_REGRESSION
 

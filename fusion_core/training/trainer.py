@@ -27,8 +27,13 @@ from fusion_core.model.detector import FusionDetector
 from fusion_core.model.loss import detection_loss
 from fusion_core.training.checkpoint import load_checkpoint, save_checkpoint
 from fusion_core.training.config import TrainConfig
-from fusion_core.training.data import (BatchCollator, EpochSampler, TrainingFrames, expert_mask_for_step,
-                                       source_blocks)
+from fusion_core.training.data import (
+    BatchCollator,
+    EpochSampler,
+    TrainingFrames,
+    expert_mask_for_step,
+    source_blocks,
+)
 
 CHECKPOINT_DIR = "checkpoints"
 FINAL_MODEL = "model.pt"

@@ -19,7 +19,11 @@ from fusion_core.data.geometry import transform_points
 from fusion_core.data.rosbag_source import RosbagSource
 from fusion_core.data.sample import SENSORS, CameraGeometry
 from fusion_core.data.shard_source import ShardSource
-from fusion_core.data.static_tf import StaticTfError, StaticTfTree, matrix_from_quaternion
+from fusion_core.data.static_tf import (
+    StaticTfError,
+    StaticTfTree,
+    matrix_from_quaternion,
+)
 from fusion_core.data.topic_mapping import SyncTolerance, TopicMapping
 from sim import topics as T
 from sim.config import FaultConfig, LidarConfig, MountConfig, SensorSuiteConfig

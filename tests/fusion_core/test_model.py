@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from fusion_core.boxes import CLASS_ID, X, Y
 from fusion_core.data.shard_source import ShardSource
 from fusion_core.model.config import DETECTION_SENSORS, load_model_config
 from fusion_core.model.decode import decode_exit
@@ -14,7 +15,6 @@ from fusion_core.model.detector import FusionDetector
 from fusion_core.model.head import N_REGRESSION
 from fusion_core.model.inputs import collate, depth_to_points
 from fusion_core.model.targets import build_targets
-from fusion_core.boxes import CLASS_ID, X, Y
 
 
 @pytest.fixture(scope="module")

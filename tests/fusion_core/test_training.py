@@ -33,7 +33,7 @@ def test_cli_training_lowers_loss_and_reaches_nontrivial_map(tiny_shards, tmp_pa
     rc = cli_main(["train", "--config", str(TINY_TRAIN), "--model", str(TINY_MODEL), "--data", str(tiny_shards),
                    "--out", str(out)])
     assert rc == 0
-    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    rows = list(csv.DictReader((out / "train_log.csv").read_text().splitlines()))
     losses = [float(r["loss"]) for r in rows if r["kind"] == "train"]
     assert sum(losses[-3:]) < 0.8 * sum(losses[:3]), losses
     val = [r for r in rows if r["kind"] == "val"]
@@ -106,7 +106,7 @@ def test_torchrun_two_processes_train_the_same_model(tiny_shards, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "dyn_fusion.cli", "train", "--config", str(config), "--model", str(TINY_MODEL),
            "--data", str(tiny_shards), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     ddp_model = load_detector(out / "model.pt")
     single = Trainer(load_model_config(TINY_MODEL), load_train_config(config), tmp_path / "single", progress=False)
@@ -118,5 +118,7 @@ def test_torchrun_two_processes_train_the_same_model(tiny_shards, tmp_path):
     ev_ddp = evaluate_model(ddp_model, src, max_frames=8, progress=False)
     ev_one = evaluate_model(single.model, src, max_frames=8, progress=False)
     assert len(ev_ddp.per_exit) == len(ev_one.per_exit) and ev_ddp.per_exit[0].keys() == ev_one.per_exit[0].keys()
-    # The two processes drew different frames but ended with one set of weights: both wrote the same log.
-    assert sum(1 for _ in open(out / "train_log.jsonl")) >= 1
+    # Only rank 0 logs: one row per logged step, not two.
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if r["kind"] == "train"]
+    assert len(steps) == len(set(steps)) >= 1
