@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fusion_core.boxes import BOX_DIM, CLASS_NAMES, wrap_angle
+from sim.sensors.camera import PinholeIntrinsics
 
 
 class DecodeError(ValueError):
@@ -139,17 +140,7 @@ def decode_depth(msg) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- CameraInfo
-@dataclass(frozen=True)
-class Intrinsics:
-    width_px: int
-    height_px: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-
-def decode_camera_info(msg) -> Intrinsics:
+def decode_camera_info(msg) -> PinholeIntrinsics:
     """Pinhole intrinsics from ``sensor_msgs/CameraInfo`` K (row-major 3x3) and the image size."""
     k = getattr(msg, "k", None)
     if k is None:
@@ -157,7 +148,7 @@ def decode_camera_info(msg) -> Intrinsics:
     k = np.asarray(k, np.float64).reshape(-1) if k is not None else np.zeros(0)
     if k.size != 9 or not np.isfinite(k).all() or k[0] <= 0 or k[4] <= 0:
         raise DecodeError("camera_info", f"unusable K {k.tolist()}")
-    return Intrinsics(int(msg.width), int(msg.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+    return PinholeIntrinsics(int(msg.width), int(msg.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
 
 
 # --------------------------------------------------------------------------- Imu

@@ -50,6 +50,7 @@ from fusion_core.data.geometry import rotate_vectors, transform_points
 from fusion_core.data.sample import CameraGeometry, FusionSample
 from fusion_core.data.static_tf import StaticTfError, StaticTfTree
 from fusion_core.data.topic_mapping import TopicMapping
+from sim.sensors.camera import PinholeIntrinsics
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ class RosbagSource(Sequence[FusionSample]):
                 if info.error is not None:
                     e.error = info.error
                     continue
-                intr: rd.Intrinsics = info.payload
+                intr: PinholeIntrinsics = info.payload
                 h, w = e.payload.shape[:2]
                 if (intr.width_px, intr.height_px) not in ((w, h), (0, 0)):
                     e.error = f"{DECODE_ERROR}:camera_info_size"

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fusion_core.boxes import X, Y
+from fusion_core.data.open_source import FrameSubset
 from fusion_core.data.sample import FusionSample
 from fusion_core.evaluation.average_precision import DetectionEvaluator, GroupMetrics
 from fusion_core.model.config import BevGridConfig
@@ -43,8 +44,8 @@ def evaluate_model(model: FusionDetector, source: Sequence[FusionSample], *, bat
                    progress: bool = True, workers: int = 0) -> ModelEvaluation:
     """mAP of every exit over ``source`` (frames without ground truth are skipped), grouped by
     condition and fault. ``expert_mask`` (E,) restricts which experts may run."""
-    indices = [i for i in range(len(source))][: max_frames or None]
-    loader = DataLoader(_Subset(source, indices), batch_size=batch_size, collate_fn=BatchCollator(model.config),
+    n_frames = len(source) if max_frames is None else min(len(source), max_frames)
+    loader = DataLoader(FrameSubset(source, range(n_frames)), batch_size=batch_size, collate_fn=BatchCollator(model.config),
                         num_workers=workers)
     evaluators = [DetectionEvaluator(model.config.classes) for _ in range(model.config.n_exits)]
     was_training = model.training
@@ -65,13 +66,3 @@ def evaluate_model(model: FusionDetector, source: Sequence[FusionSample], *, bat
         model.train(was_training)
     return ModelEvaluation([e.result() for e in evaluators], n)
 
-
-class _Subset(torch.utils.data.Dataset):
-    def __init__(self, source, indices):
-        self.source, self.indices = source, indices
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        return self.source[self.indices[i]]
