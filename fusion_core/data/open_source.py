@@ -41,10 +41,15 @@ class FrameSubset(Sequence):
         return self.source[self.indices[i]]
 
     def blocks(self) -> list[range]:
-        # Consecutive subset positions that are consecutive source frames stay one block (a shard).
+        """Runs of subset positions whose frames lie in one read block of the source."""
+        from fusion_core.training.data import source_blocks
+
+        block_of = {}
+        for b, block in enumerate(source_blocks(self.source)):
+            block_of.update(dict.fromkeys(block, b))
         out, start = [], 0
         for i in range(1, len(self.indices) + 1):
-            if i == len(self.indices) or self.indices[i] != self.indices[i - 1] + 1 or i - start >= 64:
+            if i == len(self.indices) or block_of[self.indices[i]] != block_of[self.indices[start]]:
                 out.append(range(start, i))
                 start = i
         return out

@@ -64,6 +64,10 @@ class ShardSource(Sequence[FusionSample]):
             return [self[j] for j in range(*i.indices(len(self)))]
         return self._sample(int(i))
 
+    def blocks(self) -> list[range]:
+        """Sample indices of each shard: frames read together for one shard load."""
+        return [range(sh["first_frame"], sh["first_frame"] + sh["n_frames"]) for sh in self.dataset.shards]
+
     def frame_index(self, i: int) -> int:
         """The simulator's frame index (``SimFrame.index``) of sample ``i``."""
         return self.dataset[i].frame_index

@@ -122,7 +122,7 @@ class BatchCollator:
 
 
 def source_blocks(source: Sequence[FusionSample]) -> list[range]:
-    """Contiguous index blocks read together (a shard source's shards), else blocks of 64."""
+    """Index blocks read together (a shard source's shards, via its ``blocks()``), else runs of 64."""
     blocks = getattr(source, "blocks", None)
     if callable(blocks):
         return list(blocks())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -122,3 +123,25 @@ def test_torchrun_two_processes_train_the_same_model(tiny_shards, tmp_path):
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows if r["kind"] == "train"]
     assert len(steps) == len(set(steps)) >= 1
+
+
+def test_training_reads_whole_shards_together(tmp_path):
+    from fusion_core.training.data import EpochSampler, source_blocks
+    from sim.config import load_scenario, resolve_scenario
+    from sim.simulator import Simulator
+    from sim.writers.shards import ShardWriter
+
+    sim = Simulator(load_scenario(resolve_scenario("default")))
+    with ShardWriter(tmp_path / "ds", sim, frames_per_shard=7) as writer:
+        for frame in sim.run(20):
+            writer.write_frame(frame)
+    source = ShardSource(tmp_path / "ds")
+    assert source_blocks(source) == [range(7), range(7, 14), range(14, 20)]
+    train, val = split_tail(source, 0.25)  # frames 0..14 and 15..19
+    assert source_blocks(train) == [range(7), range(7, 14), range(14, 15)]
+    assert source_blocks(val) == [range(5)]
+    # One epoch visits each shard's frames consecutively.
+    order = EpochSampler(source_blocks(source), seed=1).epoch_order(0)
+    shard_of = [i // 7 for i in order]
+    assert sorted(order) == list(range(20))
+    assert sum(a != b for a, b in itertools.pairwise(shard_of)) == 2
