@@ -1,7 +1,7 @@
 # The two commands of the README. Both create or reuse .venv through scripts/bootstrap_env.sh.
 PY := .venv/bin/python
 
-.PHONY: env run test bench
+.PHONY: env run test bench model results
 
 env:
 	@bash scripts/bootstrap_env.sh
@@ -14,3 +14,9 @@ test: env
 
 bench: env
 	$(PY) benchmarks/sim_throughput.py
+
+model: env
+	bash scripts/train_default_model.sh
+
+results: env
+	bash scripts/evaluate_default_model.sh

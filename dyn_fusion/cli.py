@@ -3,10 +3,12 @@
     dyn-fusion simulate --scenario configs/scenarios/fog.yaml --frames 300 --out runs/fog.bag
     dyn-fusion preview  --scenario fog --out preview.png
     dyn-fusion demo     --out runs/latest          # what `make run` calls
+    dyn-fusion make-dataset --recipe configs/datasets/train.yaml --out data/train
     dyn-fusion train    --config configs/train/default.yaml --data DATA --out runs/train
     dyn-fusion evaluate --checkpoint models/default.pt --data DATA --json eval.json --plots plots/
 
-DATA is a shard directory written by `simulate --format shards` or a rosbag (see --topics).
+DATA is a shard directory written by `simulate --format shards`, a collection written by
+`make-dataset`, or a rosbag (see --topics).
 
 Scenarios are given as a YAML path or as the name of a shipped scenario (``fog``).
 Errors in input (bad scenario keys, existing outputs) exit with status 2 and one clear line.
@@ -49,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("make-dataset", help="simulate a recipe of seeded scenario runs into a shard collection")
+    p.add_argument("--recipe", type=Path, required=True, help="collection recipe YAML (configs/datasets/*.yaml)")
+    p.add_argument("--out", type=Path, required=True, help="collection directory to write")
+    p.add_argument("--threads", type=int, default=0, help="ray-casting threads (0 = all cores; default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing collection")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     p = sub.add_parser("preview", help="render a contact sheet of all five sensors")
     _add_scenario_args(p)
     p.add_argument("--out", type=Path, default=Path("preview.png"), help="PNG to write (default preview.png)")
@@ -82,7 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", type=Path, default=None, help="write PR curves and per-condition bars into this folder")
     p.add_argument("--batch-size", type=_positive_int, default=8, help="frames per forward pass (default 8)")
     p.add_argument("--max-frames", type=_positive_int, default=None, help="evaluate only the first N frames")
+    p.add_argument("--sensors", type=_sensor_list, default=None,
+                   help="comma-separated detection sensors to keep (others made absent; default: all)")
+    p.add_argument("--single-sensors", action="store_true",
+                   help="also evaluate with each detection sensor alone (the single-sensor table)")
+    p.add_argument("--min-visibility", type=float, default=None,
+                   help="ground truth below this geometric visibility is ignored (default 0.05)")
+    p.add_argument("--markdown", type=Path, default=None, help="write the results tables as markdown here")
+    p.add_argument("--no-cost", action="store_true", help="skip the FLOPs and latency measurement")
     return parser
+
+
+def _sensor_list(text: str) -> tuple[str, ...]:
+    from fusion_core.model.config import DETECTION_SENSORS
+
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in names if s not in DETECTION_SENSORS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(DETECTION_SENSORS)}, got {text!r}")
+    return names
 
 
 def _train(args) -> int:
@@ -117,14 +144,33 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from fusion_core.data.open_source import open_source
-    from fusion_core.evaluation.model_eval import evaluate_model
+    from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY
+    from fusion_core.evaluation.model_eval import SensorSubset, evaluate_model
+    from fusion_core.evaluation.report import exits_table, single_sensor_table
+    from fusion_core.model.config import DETECTION_SENSORS
     from fusion_core.training.checkpoint import load_detector
 
     model = load_detector(args.checkpoint)
     data = open_source(args.data, args.topics)
-    result = evaluate_model(model, data, batch_size=args.batch_size, max_frames=args.max_frames)
-    report = {"checkpoint": str(args.checkpoint), "data": str(args.data), **result.to_json(pr_curve_points=21)}
-    cost = _static_cost(model, data)
+    min_visibility = DEFAULT_MIN_VISIBILITY if args.min_visibility is None else args.min_visibility
+    if not 0.0 <= min_visibility <= 1.0:
+        raise ConfigError(f"--min-visibility: expected a value in [0, 1], got {min_visibility}")
+
+    def run(source, label):
+        print(f"evaluating {label} on {min(len(source), args.max_frames or len(source))} frames")
+        return evaluate_model(model, source, batch_size=args.batch_size, max_frames=args.max_frames,
+                              min_visibility=min_visibility)
+
+    main_source = data if args.sensors is None else SensorSubset(data, args.sensors)
+    result = run(main_source, "all sensors" if args.sensors is None else "+".join(args.sensors))
+    report = {"checkpoint": str(args.checkpoint), "data": str(args.data),
+              "sensors": list(args.sensors or DETECTION_SENSORS), "min_visibility": min_visibility,
+              **result.to_json(pr_curve_points=21)}
+    single = {}
+    if args.single_sensors:
+        single = {s: run(SensorSubset(data, (s,)), f"{s} alone") for s in DETECTION_SENSORS}
+        report["single_sensor"] = {s: r.to_json() for s, r in single.items()}
+    cost = None if args.no_cost else _static_cost(model, data)
     if cost is not None:
         report["cost"] = cost.to_json()
         print("static all-expert latency per exit (ms, batch 1, 2 threads): "
@@ -132,14 +178,17 @@ def _evaluate(args) -> int:
               + f"; GFLOPs per frame {cost.flops_total / 1e9:.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
-    groups = sorted(result.per_exit[-1])
-    print(f"{'group':28s} " + " ".join(f"exit{k:<3d}" for k in range(len(result.per_exit))))
-    for g in groups:
-        cells = []
-        for per_group in result.per_exit:
-            m = per_group[g].mean_ap
-            cells.append(f"{m:7.3f}" if m is not None else "    n/a")
-        print(f"{g:28s} " + " ".join(cells))
+    tables = [f"mAP per exit ({'all sensors' if args.sensors is None else '+'.join(args.sensors)}):\n\n"
+              + exits_table(result)]
+    if single:
+        tables.append("Last-exit mAP with one detection sensor alone (IMU kept; best per row in bold):\n\n"
+                      + single_sensor_table(single))
+    text = "\n\n".join(tables) + "\n"
+    print("\n" + text)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text)
+        print(f"markdown: {args.markdown}")
     if args.plots is not None:
         from fusion_core.evaluation.plots import plot_group_bars, plot_pr_curves
 
@@ -147,6 +196,9 @@ def _evaluate(args) -> int:
         plot_pr_curves(result.per_exit[-1]["all"], args.plots / "pr_curves_last_exit.png")
         plot_group_bars({f"exit {k}": groups_k for k, groups_k in enumerate(result.per_exit)},
                         args.plots / "map_per_group.png")
+        if single:
+            plot_group_bars({f"{s} alone": r.per_exit[-1] for s, r in single.items()},
+                            args.plots / "map_per_group_single_sensor.png")
         print(f"plots: {args.plots}")
     print(f"results: {args.json}")
     return 0
@@ -177,6 +229,17 @@ def _simulate(args) -> int:
         print(f"  {topic:40s} {count:7d}")
     if summary.dropped_by_reason:
         print("  dropped: " + ", ".join(f"{k} x{v}" for k, v in sorted(summary.dropped_by_reason.items())))
+    return 0
+
+
+def _make_dataset(args) -> int:
+    from sim.collection import build_collection, load_recipe
+
+    recipe = load_recipe(args.recipe)
+    print(f"collection {recipe.name}: {len(recipe.entries)} runs, {recipe.n_frames} frames -> {args.out}")
+    names = build_collection(recipe, args.out, overwrite=args.overwrite, threads=args.threads,
+                             progress=not args.no_progress)
+    print(f"wrote {args.out}: {len(names)} shard datasets, {recipe.n_frames} frames")
     return 0
 
 
@@ -219,7 +282,7 @@ def _demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"simulate": _simulate, "preview": _preview, "demo": _demo, "train": _train,
+    handler = {"simulate": _simulate, "make-dataset": _make_dataset, "preview": _preview, "demo": _demo, "train": _train,
                "evaluate": _evaluate}[args.command]
     try:
         return handler(args)

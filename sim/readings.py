@@ -59,6 +59,7 @@ class SimFrame:
     gt_boxes: np.ndarray              # (N, BOX_DIM) float32, base_link frame at time_s
     gt_track_ids: np.ndarray          # (N,) int32
     gt_lidar_hits: np.ndarray         # (N,) int32 LiDAR returns on each box in this frame's scan
+    gt_visibility: np.ndarray         # (N,) float32 share of geometric probe rays reaching each box (sim.visibility)
     ego_pose_xyyaw: np.ndarray        # (3,) world x, y [m], yaw [rad] of base_link at time_s
     ego_speed_mps: float
     ego_yaw_rate_radps: float

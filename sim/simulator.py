@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fusion_core.boxes import VX, VY, X, Y, YAW, wrap_angle
+from fusion_core.boxes import VX, VY, YAW, X, Y, wrap_angle
 from fusion_core.config_io import ConfigError
 from sim.calibration import rig_calibration
 from sim.config import SENSOR_NAMES, ScenarioConfig
@@ -25,6 +25,7 @@ from sim.sensors.imu import ImuModel
 from sim.sensors.lidar import LidarModel
 from sim.sensors.radar import RADAR_RANGE_FACTOR, RadarModel
 from sim.sensors.rgb_camera import RgbCameraModel
+from sim.visibility import visible_fraction
 from sim.weather import weather_effects
 from sim.world import World
 
@@ -111,7 +112,7 @@ class Simulator:
                     readings.append(self._reading(sensor, k, t, data, fault, rng))
             self._imu_readings(imu, t0, t1, readings, dropped, last_payload)
             readings.sort(key=lambda r: (r.capture_time_s, _SENSOR_INDEX[r.sensor]))
-            yield self._frame(i, t0, readings, dropped, lidar_objects)
+            yield self._frame(i, t0, readings, dropped, lidar_objects, scenes)
 
     def _imu_readings(self, imu, t0, t1, readings, dropped, last_payload) -> None:
         """All IMU samples of [t0, t1): the IMU integrates every sample, faults then decide
@@ -178,10 +179,13 @@ class Simulator:
     def _capture(self, sensor: str, ctx: CaptureContext):
         return {"rgb": self.rgb, "depth": self.depth, "lidar": self.lidar, "radar": self.radar}[sensor].capture(ctx)
 
-    def _frame(self, index, t0, readings, dropped, lidar_objects) -> SimFrame:
+    def _frame(self, index, t0, readings, dropped, lidar_objects, scenes) -> SimFrame:
         ego = self.ego.state(t0)
         states = self._actor_states(t0)
         idx, boxes = self.world.ground_truth_world(states, np.array([ego.x_m, ego.y_m]), self.config.detection_range_m)
+        lidar_origin = (ego.world_from_base() @ self.calibration["lidar"].base_from_sensor)[:3, 3]
+        visibility = visible_fraction(self._scene(t0, ego, scenes, surfaces=True), lidar_origin, boxes,
+                                      self.world.n_static_objects + idx)
         # World -> base_link: positions, headings and velocities.
         c, s = np.cos(ego.yaw_rad), np.sin(ego.yaw_rad)
         dx, dy = boxes[:, X] - ego.x_m, boxes[:, Y] - ego.y_m
@@ -198,6 +202,7 @@ class Simulator:
         return SimFrame(
             index=index, time_s=t0, readings=readings, dropped=dropped,
             gt_boxes=boxes.astype(np.float32), gt_track_ids=idx.astype(np.int32), gt_lidar_hits=hits,
+            gt_visibility=visibility,
             ego_pose_xyyaw=np.array([ego.x_m, ego.y_m, ego.yaw_rad]), ego_speed_mps=ego.speed_mps,
             ego_yaw_rate_radps=ego.yaw_rate_radps, condition=self.config.weather.condition,
             severity=self.config.weather.severity, active_faults=self.faults.active_kinds(t0),

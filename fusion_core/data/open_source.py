@@ -11,18 +11,22 @@ DEFAULT_TOPICS = Path(__file__).resolve().parents[2] / "configs" / "data" / "sim
 
 
 def open_source(path: Path | str, topics: Path | str | None = None) -> Sequence[FusionSample]:
-    """A Sequence[FusionSample] over ``path``; ``topics`` is the topic-mapping YAML for bags
-    (default: the simulator's own topics)."""
+    """A Sequence[FusionSample] over ``path`` (a shard dataset, a collection of them, or a
+    rosbag); ``topics`` is the topic-mapping YAML for bags (default: the simulator's own topics)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"data: {path} does not exist")
+    if (path / "collection.json").is_file():
+        from fusion_core.data.collection_source import CollectionSource
+        return CollectionSource(path)
     if (path / "index.json").is_file():
         from fusion_core.data.shard_source import ShardSource
         return ShardSource(path)
     is_bag = (path.is_dir() and ((path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3")))) \
         or path.suffix in (".bag", ".mcap", ".db3")
     if not is_bag:
-        raise ConfigError(f"data: {path} is neither a shard dataset (no index.json) nor a rosbag")
+        raise ConfigError(f"data: {path} is neither a shard dataset (index.json), a collection (collection.json) "
+                          "nor a rosbag")
     from fusion_core.data.rosbag_source import RosbagSource
     from fusion_core.data.topic_mapping import TopicMapping
     return RosbagSource(path, TopicMapping.load(topics or DEFAULT_TOPICS))
@@ -56,8 +60,14 @@ class FrameSubset(Sequence):
 
 
 def split_tail(source: Sequence[FusionSample], fraction: float) -> tuple[Sequence[FusionSample], Sequence[FusionSample]]:
-    """(train, val): the last ``fraction`` of frames become validation. A contiguous tail, not a
-    random pick, because neighbouring frames are near-duplicates and would leak into validation."""
-    n_val = round(len(source) * fraction)
-    cut = len(source) - n_val
-    return FrameSubset(source, range(cut)), FrameSubset(source, range(cut, len(source)))
+    """(train, val): the last ``fraction`` of frames become validation; in a collection, the
+    last ``fraction`` of every member (so every condition is validated). A contiguous tail, not
+    a random pick, because neighbouring frames are near-duplicates and would leak into validation."""
+    member_ranges = getattr(source, "member_ranges", None)
+    parts = member_ranges() if callable(member_ranges) else [range(len(source))]
+    train, val = [], []
+    for part in parts:
+        cut = part.stop - round(len(part) * fraction)
+        train.extend(range(part.start, cut))
+        val.extend(range(cut, part.stop))
+    return FrameSubset(source, train), FrameSubset(source, val)

@@ -40,6 +40,12 @@ class CameraGeometry:
                    tuple(tuple(float(v) for v in row) for row in m))
 
 
+# Boxes reached by fewer than this share of the simulator's geometric probe rays (4 of 75) are
+# hidden behind other objects: no sensor can see them (in clear air the LiDAR puts at most 3
+# points on such a box), so they are ignored, not missed.
+DEFAULT_MIN_VISIBILITY = 0.05
+
+
 @dataclass
 class FusionSample:
     """One synchronised frame of the five sensors, with ground truth when the source has it."""
@@ -54,11 +60,21 @@ class FusionSample:
     imu: np.ndarray | None                      # (K, 6) float32 IMU_CHANNELS, oldest first, window ending at time_s
     absence: dict[str, str] = field(default_factory=dict)  # sensor -> reason, only for absent sensors
     gt_boxes: np.ndarray | None = None          # (B, 11) float32 fusion_core.boxes layout in base_link; None = unknown
+    gt_visibility: np.ndarray | None = None     # (B,) float32 geometric visibility in [0, 1]; None = unknown (all visible)
     condition: str | None = None                # weather label from the source (training and evaluation only)
     faults: dict[str, str] = field(default_factory=dict)  # sensor -> fault kind active at time_s (labels only)
 
     def present(self, sensor: str) -> bool:
         return sensor not in self.absence
+
+    def gt_hidden(self, min_visibility: float = DEFAULT_MIN_VISIBILITY) -> np.ndarray | None:
+        """(B,) bool: ground-truth boxes too occluded for any sensor (visibility below
+        ``min_visibility``); they are neither targets nor misses. None when there is no ground truth."""
+        if self.gt_boxes is None:
+            return None
+        if self.gt_visibility is None:
+            return np.zeros(len(self.gt_boxes), bool)
+        return np.asarray(self.gt_visibility) < min_visibility
 
     def without(self, sensor: str, reason: str) -> FusionSample:
         """A copy with ``sensor`` absent for ``reason`` (training-time sensor dropout, gating)."""

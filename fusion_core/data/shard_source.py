@@ -101,6 +101,7 @@ class ShardSource(Sequence[FusionSample]):
             imu=imu,
             absence=dict(f.missing),
             gt_boxes=np.array(f.gt_boxes, np.float32),
+            gt_visibility=np.array(f.gt_visibility, np.float32),
             condition=f.condition,
             faults=dict(f.active_faults),
         )

@@ -31,6 +31,11 @@ such classes are left out of every mean. Ground truth present but no detections 
 ``ap_per_class`` is the mean over thresholds; ``mean_ap`` (mAP) is the mean over all defined
 (class, threshold) pairs, ``None`` when none is defined.
 
+Ignored ground truth (``add_frame(..., ignore=mask)``, e.g. boxes hidden behind other objects):
+such boxes take part in matching like any other, but are not counted in ``G``, and a detection
+that takes one is dropped at that threshold, neither true nor false positive (KITTI's
+"don't care"). A detection of a hidden object is thus neither rewarded nor punished.
+
 Groups: every frame belongs to ``"all"`` plus the tags it was added with (e.g.
 ``"condition:fog"``, ``"fault:lidar:dropout"``); every group is evaluated on its own frames only.
 
@@ -63,7 +68,7 @@ class ClassThresholdAP:
     threshold_m: float  # match radius on the 2-D centre distance, metres
     ap: float | None  # None when n_gt == 0
     n_gt: int
-    n_det: int
+    n_det: int  # detections counted at this threshold (those that took an ignored box are dropped)
     precision: np.ndarray  # (n_det,) float64
     recall: np.ndarray  # (n_det,) float64
     scores: np.ndarray  # (n_det,) float64, descending: the score at which each point is reached
@@ -164,8 +169,15 @@ def match_frame_class(det_xy: np.ndarray, det_scores: np.ndarray, gt_xy: np.ndar
     det_xy (D, 2) m, det_scores (D,), gt_xy (G, 2) m, thresholds_m (T,) m.
     Returns tp (D, T) bool in the detections' input row order.
     """
+    return match_frame_class_rows(det_xy, det_scores, gt_xy, thresholds_m) >= 0
+
+
+def match_frame_class_rows(det_xy: np.ndarray, det_scores: np.ndarray, gt_xy: np.ndarray,
+                           thresholds_m: np.ndarray) -> np.ndarray:
+    """:func:`match_frame_class`, returning which ground-truth row each detection took:
+    (D, T) int64, -1 for a false positive."""
     n_det, n_thr = len(det_xy), len(thresholds_m)
-    tp = np.zeros((n_det, n_thr), dtype=bool)
+    tp = np.full((n_det, n_thr), -1, dtype=np.int64)
     if n_det == 0 or len(gt_xy) == 0:
         return tp
     distance_m = np.linalg.norm(det_xy[:, None, :] - gt_xy[None, :, :], axis=-1)  # (D, G)
@@ -184,7 +196,7 @@ def match_frame_class(det_xy: np.ndarray, det_scores: np.ndarray, gt_xy: np.ndar
 
     radii_m = thresholds_m.tolist()
     taken: list[set[int]] = [set() for _ in radii_m]  # per threshold: boxes already matched
-    hits: list[tuple[int, int]] = []  # (detection row, threshold index)
+    hits: list[tuple[int, int, int]] = []  # (detection row, threshold index, ground-truth row)
     current_det, undecided = -1, []
     for d, g, dist in zip(pair_det[order].tolist(), pair_gt[order].tolist(), pair_distance_m[order].tolist()):
         if d != current_det:
@@ -195,12 +207,12 @@ def match_frame_class(det_xy: np.ndarray, det_scores: np.ndarray, gt_xy: np.ndar
                 still_undecided.append(t)  # look at the next-nearest box for this threshold
             elif dist <= radii_m[t]:
                 taken[t].add(g)
-                hits.append((d, t))
+                hits.append((d, t, g))
             # else: the nearest free box is outside this radius -> false positive, no fallback
         undecided = still_undecided
     if hits:
-        rows, cols = zip(*hits)
-        tp[list(rows), list(cols)] = True
+        rows, cols, gt_rows = zip(*hits)
+        tp[list(rows), list(cols)] = gt_rows
     return tp
 
 
@@ -247,7 +259,8 @@ class DetectionEvaluator:
         n_classes = len(self.class_names)
         # Per class, one entry per added frame that had detections of it.
         self._scores: list[list[np.ndarray]] = [[] for _ in range(n_classes)]  # (D,) each
-        self._tp: list[list[np.ndarray]] = [[] for _ in range(n_classes)]  # (D, T) each
+        # (D, T) int8 each: 1 true positive, 0 false positive, -1 took an ignored box (dropped).
+        self._tp: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
         self._frame_of_det: list[list[np.ndarray]] = [[] for _ in range(n_classes)]  # (D,) each
         self._n_gt_per_frame: list[np.ndarray] = []  # (C,) per frame
         self._frames_of_group: dict[str, list[int]] = {ALL_GROUP: []}  # insertion order = report order
@@ -256,9 +269,11 @@ class DetectionEvaluator:
     def n_frames(self) -> int:
         return len(self._n_gt_per_frame)
 
-    def add_frame(self, detections: np.ndarray, ground_truth: np.ndarray, groups: Sequence[str] = ()) -> None:
+    def add_frame(self, detections: np.ndarray, ground_truth: np.ndarray, groups: Sequence[str] = (),
+                  ignore: np.ndarray | None = None) -> None:
         """Add one frame: detections and ground truth (N, BOX_DIM) box arrays in the same ego
-        frame (metres), and the group tags the frame belongs to besides "all"."""
+        frame (metres), the group tags the frame belongs to besides "all", and optionally
+        ``ignore`` (G,) bool: ground-truth rows that are "don't care" (see the module docstring)."""
         if isinstance(groups, str):
             # A bare string would silently become one group per character.
             raise TypeError(f"groups: expected a sequence of tags, got the string {groups!r}")
@@ -269,6 +284,12 @@ class DetectionEvaluator:
         n_classes = len(self.class_names)
         det = _validated_boxes(detections, "detections", n_classes)
         gt = _validated_boxes(ground_truth, "ground_truth", n_classes)
+        if ignore is None:
+            ignore = np.zeros(len(gt), dtype=bool)
+        ignore = np.asarray(ignore)
+        if ignore.shape != (len(gt),) or ignore.dtype != bool:
+            raise ValueError(f"ignore: expected a ({len(gt)},) bool mask over the ground-truth rows, "
+                             f"got shape {ignore.shape} dtype {ignore.dtype}")
 
         frame = self.n_frames
         det_class = det[:, CLASS_ID].astype(np.int64)
@@ -277,12 +298,14 @@ class DetectionEvaluator:
             det_c = det[det_class == c]
             if len(det_c) == 0:
                 continue
-            gt_c = gt[gt_class == c]
-            tp = match_frame_class(det_c[:, [X, Y]], det_c[:, SCORE], gt_c[:, [X, Y]], self._thresholds)
+            in_class = gt_class == c
+            rows = match_frame_class_rows(det_c[:, [X, Y]], det_c[:, SCORE], gt[in_class][:, [X, Y]], self._thresholds)
+            took_ignored = (rows >= 0) & np.append(ignore[in_class], False)[rows]  # row -1 reads the False pad
+            state = np.where(took_ignored, -1, (rows >= 0).astype(np.int8)).astype(np.int8)
             self._scores[c].append(det_c[:, SCORE])
-            self._tp[c].append(tp)
+            self._tp[c].append(state)
             self._frame_of_det[c].append(np.full(len(det_c), frame, dtype=np.int64))
-        self._n_gt_per_frame.append(np.bincount(gt_class, minlength=n_classes))
+        self._n_gt_per_frame.append(np.bincount(gt_class[~ignore], minlength=n_classes))
         for tag in dict.fromkeys((ALL_GROUP, *groups)):  # dedupe, keep order
             self._frames_of_group.setdefault(tag, []).append(frame)
 
@@ -300,7 +323,7 @@ class DetectionEvaluator:
                 ranked.append((scores[order], np.concatenate(self._tp[c])[order],
                                np.concatenate(self._frame_of_det[c])[order]))
             else:
-                ranked.append((np.zeros(0), np.zeros((0, n_thr), dtype=bool), np.zeros(0, dtype=np.int64)))
+                ranked.append((np.zeros(0), np.zeros((0, n_thr), dtype=np.int8), np.zeros(0, dtype=np.int64)))
 
         results: dict[str, GroupMetrics] = {}
         for group, frames in self._frames_of_group.items():
@@ -323,11 +346,12 @@ class DetectionEvaluator:
             n_gt_per_class[name], n_det_per_class[name] = n_gt, len(scores)
             ap[name] = {}
             for t, threshold in enumerate(self.thresholds_m):
-                value, precision, recall = average_precision(tp[:, t], n_gt)
+                counted = tp[:, t] >= 0  # detections of ignored boxes are dropped at this threshold
+                value, precision, recall = average_precision(tp[counted, t] == 1, n_gt)
                 ap[name][threshold] = ClassThresholdAP(
-                    class_name=name, threshold_m=threshold, ap=value, n_gt=n_gt, n_det=len(scores),
+                    class_name=name, threshold_m=threshold, ap=value, n_gt=n_gt, n_det=int(counted.sum()),
                     precision=precision, recall=recall,
-                    scores=scores.copy() if n_gt else np.zeros(0))
+                    scores=scores[counted] if n_gt else np.zeros(0))
         return GroupMetrics(
             group=group,
             n_frames=int(in_group.sum()),

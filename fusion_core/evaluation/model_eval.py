@@ -11,18 +11,43 @@ from tqdm import tqdm
 
 from fusion_core.boxes import X, Y
 from fusion_core.data.open_source import FrameSubset
-from fusion_core.data.sample import FusionSample
+from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY, FusionSample
 from fusion_core.evaluation.average_precision import DetectionEvaluator, GroupMetrics
-from fusion_core.model.config import BevGridConfig
+from fusion_core.model.config import DETECTION_SENSORS, BevGridConfig
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import FusionDetector
 from fusion_core.training.data import BatchCollator
 
 
-def boxes_in_region(boxes: np.ndarray, grid: BevGridConfig) -> np.ndarray:
-    """The boxes whose centres lie in the detection region (the model answers for nothing else)."""
+def in_region(boxes: np.ndarray, grid: BevGridConfig) -> np.ndarray:
+    """(N,) bool: box centres inside the detection region (the model answers for nothing else)."""
     x, y = boxes[:, X], boxes[:, Y]
-    return boxes[(x >= grid.x_min_m) & (x < grid.x_max_m) & (y >= grid.y_min_m) & (y < grid.y_max_m)]
+    return (x >= grid.x_min_m) & (x < grid.x_max_m) & (y >= grid.y_min_m) & (y < grid.y_max_m)
+
+
+class SensorSubset(Sequence):
+    """A view of a source in which only ``keep`` of the detection sensors are present (the
+    others absent as "evaluation:not_selected"); the IMU, context rather than detection, stays."""
+
+    def __init__(self, source: Sequence[FusionSample], keep: Sequence[str]):
+        unknown = sorted(set(keep) - set(DETECTION_SENSORS))
+        if unknown or not keep:
+            raise ValueError(f"sensors: expected a non-empty subset of {', '.join(DETECTION_SENSORS)}, got {list(keep)}")
+        self.source, self.keep = source, tuple(keep)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> FusionSample:
+        sample = self.source[i]
+        for sensor in DETECTION_SENSORS:
+            if sensor not in self.keep and sample.present(sensor):
+                sample = sample.without(sensor, "evaluation:not_selected")
+        return sample
+
+    def blocks(self) -> list[range]:
+        from fusion_core.training.data import source_blocks
+        return source_blocks(self.source)
 
 
 @dataclass
@@ -41,11 +66,13 @@ class ModelEvaluation:
 
 def evaluate_model(model: FusionDetector, source: Sequence[FusionSample], *, batch_size: int = 8,
                    expert_mask: torch.Tensor | None = None, max_frames: int | None = None,
-                   progress: bool = True, workers: int = 0) -> ModelEvaluation:
+                   progress: bool = True, workers: int = 0,
+                   min_visibility: float = DEFAULT_MIN_VISIBILITY) -> ModelEvaluation:
     """mAP of every exit over ``source`` (frames without ground truth are skipped), grouped by
-    condition and fault. ``expert_mask`` (E,) restricts which experts may run."""
+    condition and fault. ``expert_mask`` (E,) restricts which experts may run. Ground truth with
+    visibility below ``min_visibility`` is "don't care" (hidden: neither found nor missed)."""
     n_frames = len(source) if max_frames is None else min(len(source), max_frames)
-    loader = DataLoader(FrameSubset(source, range(n_frames)), batch_size=batch_size, collate_fn=BatchCollator(model.config),
+    loader = DataLoader(FrameSubset(source, range(n_frames)), batch_size=batch_size, collate_fn=BatchCollator(model.config, min_visibility),
                         num_workers=workers)
     evaluators = [DetectionEvaluator(model.config.classes) for _ in range(model.config.n_exits)]
     was_training = model.training
@@ -58,9 +85,10 @@ def evaluate_model(model: FusionDetector, source: Sequence[FusionSample], *, bat
                 for k, exit_out in enumerate(out.exits):
                     boxes = decode_exit(exit_out, model.config.grid, model.config.max_detections,
                                         model.config.score_threshold, out.has_input)
-                    for det, gt, groups in zip(boxes, batch.gt_boxes, batch.groups):
+                    for det, gt, hidden, groups in zip(boxes, batch.gt_boxes, batch.gt_hidden, batch.groups):
                         if gt is not None:
-                            evaluators[k].add_frame(det, boxes_in_region(gt, model.config.grid), groups)
+                            keep = in_region(gt, model.config.grid)
+                            evaluators[k].add_frame(det, gt[keep], groups, ignore=hidden[keep])
                 n += sum(gt is not None for gt in batch.gt_boxes)
     finally:
         model.train(was_training)

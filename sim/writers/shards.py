@@ -39,6 +39,7 @@ frame ``j`` owns rows ``offsets[j]:offsets[j + 1]``.
     gt_offsets            (n + 1,)         int64
     gt_track_ids          (B,)             int32
     gt_lidar_hits         (B,)             int32    -1 where the frame has no fresh LiDAR scan
+    gt_visibility         (B,)             float32  geometric visibility in [0, 1] (sim.visibility)
     ego_pose_xyyaw        (n, 3)           float64  world x, y, yaw of base_link
     ego_speed_mps         (n,)             float64
     ego_yaw_rate_radps    (n,)             float64
@@ -75,7 +76,7 @@ from sim.readings import IMU_FIELDS, LIDAR_FIELDS, RADAR_FIELDS, SimFrame
 from sim.sensors.camera import PinholeIntrinsics
 
 FORMAT_NAME = "dyn_fusion.shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: gt_visibility
 INDEX_FILE = "index.json"
 ABSENCE_REASONS: tuple[str, ...] = ("present", "dropped_by_fault", "no_capture")
 PRESENT, DROPPED_BY_FAULT, NO_CAPTURE = range(len(ABSENCE_REASONS))
@@ -85,7 +86,7 @@ _STAMP_EPS_S = 1e-9
 _SHARD_KEYS = (
     "frame_index", "time_s", "rgb", "depth", "lidar_points", "lidar_offsets", "radar_points", "radar_offsets",
     "imu", "imu_offsets", "imu_dropped", "present", "absence", "stamp_s", "receive_s", "fault", "gt_boxes",
-    "gt_offsets", "gt_track_ids", "gt_lidar_hits", "ego_pose_xyyaw", "ego_speed_mps", "ego_yaw_rate_radps",
+    "gt_offsets", "gt_track_ids", "gt_lidar_hits", "gt_visibility", "ego_pose_xyyaw", "ego_speed_mps", "ego_yaw_rate_radps",
     "condition", "severity",
 )
 
@@ -253,6 +254,7 @@ class ShardWriter:
             gt_boxes=np.asarray(frame.gt_boxes, np.float32).reshape(-1, BOX_DIM),
             gt_track_ids=np.asarray(frame.gt_track_ids, np.int32),
             gt_lidar_hits=np.asarray(frame.gt_lidar_hits, np.int32),
+            gt_visibility=np.asarray(frame.gt_visibility, np.float32),
             ego_pose_xyyaw=np.asarray(frame.ego_pose_xyyaw, np.float64), ego_speed_mps=float(frame.ego_speed_mps),
             ego_yaw_rate_radps=float(frame.ego_yaw_rate_radps), condition=CONDITIONS.index(frame.condition),
             severity=float(frame.severity),
@@ -297,6 +299,7 @@ class ShardWriter:
             "gt_boxes": boxes, "gt_offsets": box_off,
             "gt_track_ids": np.concatenate([r["gt_track_ids"] for r in recs]).astype(np.int32),
             "gt_lidar_hits": np.concatenate([r["gt_lidar_hits"] for r in recs]).astype(np.int32),
+            "gt_visibility": np.concatenate([r["gt_visibility"] for r in recs]).astype(np.float32),
             "ego_pose_xyyaw": np.stack([r["ego_pose_xyyaw"] for r in recs]),
             "ego_speed_mps": np.array([r["ego_speed_mps"] for r in recs], np.float64),
             "ego_yaw_rate_radps": np.array([r["ego_yaw_rate_radps"] for r in recs], np.float64),
@@ -386,6 +389,7 @@ class ShardFrame:
     gt_boxes: np.ndarray                # (B, 11) float32 base_link
     gt_track_ids: np.ndarray            # (B,) int32
     gt_lidar_hits: np.ndarray           # (B,) int32
+    gt_visibility: np.ndarray           # (B,) float32 in [0, 1]
     ego_pose_xyyaw: np.ndarray          # (3,) float64
     ego_speed_mps: float
     ego_yaw_rate_radps: float
@@ -480,7 +484,8 @@ class ShardDataset:
         bad = [key for key in ("time_s", "rgb", "depth", "present", "lidar_offsets") if
                len(arrays[key]) != (n + 1 if key.endswith("offsets") else n)]
         ragged = [("lidar_offsets", "lidar_points"), ("radar_offsets", "radar_points"), ("imu_offsets", "imu"),
-                  ("gt_offsets", "gt_boxes"), ("gt_offsets", "gt_track_ids"), ("gt_offsets", "gt_lidar_hits")]
+                  ("gt_offsets", "gt_boxes"), ("gt_offsets", "gt_track_ids"), ("gt_offsets", "gt_lidar_hits"),
+                  ("gt_offsets", "gt_visibility")]
         bad += [rows for off, rows in ragged if len(arrays[off]) != n + 1 or arrays[off][-1] != len(arrays[rows])]
         if bad:
             raise ShardFormatError(f"{path}: inconsistent with {INDEX_FILE} ({n} frames expected; bad arrays {bad})")
@@ -518,7 +523,7 @@ class ShardDataset:
             imu=ragged("imu", "imu_offsets", col["imu"]), imu_dropped=int(a["imu_dropped"][j]),
             absence=absence, stamps=stamps, receive_stamps=recv, active_faults=faults,
             gt_boxes=a["gt_boxes"][g0:g1], gt_track_ids=a["gt_track_ids"][g0:g1],
-            gt_lidar_hits=a["gt_lidar_hits"][g0:g1], ego_pose_xyyaw=a["ego_pose_xyyaw"][j],
+            gt_lidar_hits=a["gt_lidar_hits"][g0:g1], gt_visibility=a["gt_visibility"][g0:g1], ego_pose_xyyaw=a["ego_pose_xyyaw"][j],
             ego_speed_mps=float(a["ego_speed_mps"][j]), ego_yaw_rate_radps=float(a["ego_yaw_rate_radps"][j]),
             condition=self._conditions[int(a["condition"][j])], severity=float(a["severity"][j]),
         )

@@ -410,3 +410,50 @@ def test_plots_write_readable_pngs(tmp_path):
     _check_png(default_order, min_kb=15, min_width_px=600, min_height_px=400)
     with pytest.raises(ValueError, match="series"):
         plot_group_bars({}, tmp_path / "none.png")
+
+
+# --- ignored ("don't care") ground truth: boxes hidden behind other objects -----------------
+
+def test_ignored_box_is_neither_a_miss_nor_a_false_positive():
+    truth = gt((10, 0, CAR), (20, 0, CAR))
+    det = boxes((20, 0, CAR, 0.9), (10, 0, CAR, 0.8), (30, 0, CAR, 0.7))
+    # Counted normally: G = 2, ranked TP, TP, FP -> AP = (1 + 1) / 2 = 1.
+    assert ap_of(evaluate((det, truth)), "car", 1.0) == pytest.approx(1.0)
+    # The box at 20 m removed altogether: the 0.9 detection becomes a FP ranked first, G = 1:
+    # FP, TP (precision 1/2), FP -> AP = 0.5.
+    assert ap_of(evaluate((det, gt((10, 0, CAR)))), "car", 1.0) == pytest.approx(0.5)
+    # The box at 20 m ignored: its detection is dropped, G = 1: TP (precision 1), FP -> AP = 1.
+    ev = DetectionEvaluator()
+    ev.add_frame(det, truth, ignore=np.array([False, True]))
+    result = ev.result()["all"].ap["car"][1.0]
+    assert result.ap == pytest.approx(1.0)
+    assert (result.n_gt, result.n_det) == (1, 2)
+    # An ignored box nobody detected is no miss: G = 1 with one TP -> AP = 1 (0.5 if counted).
+    ev = DetectionEvaluator()
+    ev.add_frame(boxes((10, 0, CAR, 0.8)), truth, ignore=np.array([False, True]))
+    assert ap_of(ev.result()["all"], "car", 1.0) == pytest.approx(1.0)
+
+
+def test_ignored_box_only_matches_within_the_threshold():
+    # The detection is 1.5 m from the ignored box: at 1 m it is a plain FP (G = 1, FP then TP:
+    # AP = 1/2), at 2 m it takes the ignored box and is dropped (AP = 1).
+    ev = DetectionEvaluator()
+    ev.add_frame(boxes((21.5, 0, CAR, 0.9), (10, 0, CAR, 0.8)), gt((10, 0, CAR), (20, 0, CAR)),
+                 ignore=np.array([False, True]))
+    metrics = ev.result()["all"]
+    assert ap_of(metrics, "car", 1.0) == pytest.approx(0.5)
+    assert ap_of(metrics, "car", 2.0) == pytest.approx(1.0)
+
+
+def test_only_ignored_ground_truth_leaves_ap_undefined():
+    ev = DetectionEvaluator()
+    ev.add_frame(boxes((20, 0, CAR, 0.9)), gt((20, 0, CAR)), ignore=np.array([True]))
+    assert ap_of(ev.result()["all"], "car", 1.0) is None
+
+
+def test_ignore_mask_must_match_the_ground_truth():
+    ev = DetectionEvaluator()
+    with pytest.raises(ValueError, match="ignore"):
+        ev.add_frame(empty_boxes(), gt((1, 1, CAR)), ignore=np.array([True, False]))
+    with pytest.raises(ValueError, match="ignore"):
+        ev.add_frame(empty_boxes(), gt((1, 1, CAR)), ignore=np.array([1]))

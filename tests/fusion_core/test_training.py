@@ -42,10 +42,30 @@ def test_cli_training_lowers_loss_and_reaches_nontrivial_map(tiny_shards, tmp_pa
     assert (out / "model.pt").is_file() and len(list((out / "checkpoints").glob("step_*.pt"))) == 2
 
     report = tmp_path / "eval" / "eval.json"
+    markdown = tmp_path / "eval" / "results.md"
     rc = cli_main(["evaluate", "--checkpoint", str(out / "model.pt"), "--data", str(tiny_shards), "--json", str(report),
-                   "--plots", str(tmp_path / "plots")])
+                   "--plots", str(tmp_path / "plots"), "--single-sensors", "--markdown", str(markdown)])
     assert rc == 0
     data = json.loads(report.read_text())
+    # Single-sensor runs: the same frames, each detection sensor alone; they differ from each other.
+    single = data["single_sensor"]
+    assert set(single) == {"rgb", "depth", "lidar", "radar"}
+    single_maps = {s: r["exits"][2]["all"]["mean_ap"] for s, r in single.items()}
+    assert len(set(single_maps.values())) == 4, single_maps
+    table = markdown.read_text()
+    assert "| group | frames | exit 0 | exit 1 | exit 2 |" in table and "| condition:clear | 100 |" in table
+    assert "lidar only" in table and (tmp_path / "plots" / "map_per_group_single_sensor.png").is_file()
+    # --sensors restricts the main run the same way.
+    lidar_report = tmp_path / "eval" / "lidar.json"
+    assert cli_main(["evaluate", "--checkpoint", str(out / "model.pt"), "--data", str(tiny_shards), "--json",
+                     str(lidar_report), "--sensors", "lidar", "--no-cost"]) == 0
+    lidar = json.loads(lidar_report.read_text())
+    assert lidar["sensors"] == ["lidar"] and "cost" not in lidar
+    assert lidar["exits"][2]["all"]["mean_ap"] == pytest.approx(single_maps["lidar"])
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses an unknown sensor
+        cli_main(["evaluate", "--checkpoint", str(out / "model.pt"), "--data", str(tiny_shards), "--json",
+                  str(lidar_report), "--sensors", "sonar"])
+    assert exit_info.value.code == 2
     assert len(data["exits"]) == 3 and data["n_frames"] == 100
     cost = data["cost"]  # FLOPs from FlopCounterMode, latency measured
     assert set(cost["flops_per_stem"]) == {"rgb", "depth", "lidar", "radar", "imu"}

@@ -41,7 +41,7 @@ def test_layout_and_summary(run):
                                                       "shard_00002.npz"]
     assert summary["bytes"] == sum(p.stat().st_size for p in path.iterdir())
     index = json.loads((path / INDEX_FILE).read_text())
-    assert index["format"] == "dyn_fusion.shards" and index["version"] == 1
+    assert index["format"] == "dyn_fusion.shards" and index["version"] == 2
     assert [(s["first_frame"], s["n_frames"]) for s in index["shards"]] == [(0, 5), (5, 5), (10, 2)]
     assert index["sensor_rates_hz"]["radar"] == 20.0 and index["sensor_rates_hz"]["imu"] == 200.0
     ds = ShardDataset(path)
@@ -73,6 +73,7 @@ def test_payloads_round_trip_exactly(run):
         np.testing.assert_array_equal(r.gt_boxes, f.gt_boxes)
         np.testing.assert_array_equal(r.gt_track_ids, f.gt_track_ids)
         np.testing.assert_array_equal(r.gt_lidar_hits, f.gt_lidar_hits)
+        np.testing.assert_array_equal(r.gt_visibility, f.gt_visibility)
         np.testing.assert_array_equal(r.ego_pose_xyyaw, f.ego_pose_xyyaw)
         assert (r.ego_speed_mps, r.ego_yaw_rate_radps) == (f.ego_speed_mps, f.ego_yaw_rate_radps)
         assert (r.condition, r.severity) == (f.condition, f.severity)
