@@ -4,14 +4,17 @@ frame over many different frames after warm-up; per exit, with and without input
 
     .venv/bin/python benchmarks/inference_latency.py [--checkpoint models/default.pt] [--frames 60]
 
-Frames are simulated in-process from the default scenario (every sensor present). Writes
-benchmarks/results/inference_latency.json.
+Frames come from the default scenario (every sensor present), simulated in a subprocess: an
+Open3D thread pool alive in this process would compete with torch's threads and distort the
+timings. Run it on a quiet machine (anything else busy on the 2 cores inflates the numbers
+several-fold). Writes benchmarks/results/inference_latency.json.
 """
 from __future__ import annotations
 
 import argparse
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,10 +37,10 @@ TARGET_MS = 80.0
 
 def simulated_samples(n_frames: int, tmp: Path):
     from fusion_core.data.shard_source import ShardSource
-    from sim.config import load_scenario, resolve_scenario
-    from sim.session import simulate_to_path
 
-    simulate_to_path(load_scenario(resolve_scenario("default")), n_frames, tmp, "shards", overwrite=True, progress=False)
+    subprocess.run([sys.executable, "-m", "dyn_fusion.cli", "simulate", "--scenario", "default", "--frames",
+                    str(n_frames), "--format", "shards", "--out", str(tmp), "--overwrite", "--no-progress"],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     source = ShardSource(tmp)
     return [s for s in (source[i] for i in range(len(source))) if all(s.present(x) for x in SENSORS)]
 

@@ -18,6 +18,7 @@ class TrainConfig:
     warmup_steps: int = param(100, "linear warm-up, then cosine decay to 5% of the peak", lo=0)
     grad_clip_norm: float = param(5.0, "gradient norm clip (0 = off)", lo=0.0)
     sensor_dropout_prob: float = param(0.2, "chance each detection sensor is made absent in a training frame", lo=0.0, hi=0.9)
+    single_sensor_prob: float = param(0.15, "chance a training frame keeps only one detection sensor (trains every single-sensor path)", lo=0.0, hi=1.0)
     expert_keep_prob: float = param(0.6, "chance each expert runs in a training step (at least one always does)", lo=0.05, hi=1.0)
     full_model_prob: float = param(0.3, "chance a step runs every expert (so static fusion is trained too)", lo=0.0, hi=1.0)
     distill_weight: float = param(0.5, "self-distillation weight of the early exits (0 = off)", lo=0.0, hi=100.0)

@@ -28,10 +28,16 @@ def frame_groups(sample: FusionSample) -> tuple[str, ...]:
     return tuple(groups)
 
 
-def drop_sensors(sample: FusionSample, prob: float, rng: np.random.Generator) -> FusionSample:
-    """Make each present detection sensor absent with probability ``prob``, keeping at least one."""
+def drop_sensors(sample: FusionSample, prob: float, rng: np.random.Generator,
+                 single_prob: float = 0.0) -> FusionSample:
+    """With probability ``single_prob`` keep only one present detection sensor (chosen
+    uniformly); otherwise make each absent with probability ``prob``, keeping at least one."""
     present = [s for s in DETECTION_SENSORS if sample.present(s)]
-    drop = [s for s in present if rng.random() < prob]
+    if present and rng.random() < single_prob:
+        keep = present[int(rng.integers(len(present)))]
+        drop = [s for s in present if s != keep]
+    else:
+        drop = [s for s in present if rng.random() < prob]
     if len(drop) == len(present) and present:
         drop.pop(int(rng.integers(len(drop))))
     for s in drop:
@@ -84,8 +90,9 @@ class EpochSampler(Sampler):
 class TrainingFrames(Dataset):
     """Frames of a source with training-time sensor absence; indexed by (epoch, index) pairs."""
 
-    def __init__(self, source: Sequence[FusionSample], seed: int, sensor_dropout_prob: float):
-        self.source, self.seed, self.prob = source, seed, sensor_dropout_prob
+    def __init__(self, source: Sequence[FusionSample], seed: int, sensor_dropout_prob: float,
+                 single_sensor_prob: float = 0.0):
+        self.source, self.seed, self.prob, self.single_prob = source, seed, sensor_dropout_prob, single_sensor_prob
 
     def __len__(self) -> int:
         return len(self.source)
@@ -93,8 +100,9 @@ class TrainingFrames(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> FusionSample:
         epoch, index = key
         sample = self.source[index]
-        if self.prob > 0:
-            sample = drop_sensors(sample, self.prob, np.random.default_rng([self.seed, 0xD0, epoch, index]))
+        if self.prob > 0 or self.single_prob > 0:
+            sample = drop_sensors(sample, self.prob, np.random.default_rng([self.seed, 0xD0, epoch, index]),
+                                  self.single_prob)
         return sample
 
 

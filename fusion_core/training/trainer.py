@@ -105,7 +105,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         sampler = EpochSampler(source_blocks(train), c.seed, start=self.step * c.batch_size, rank=self.rank,
                                world=self.world)
-        loader = DataLoader(TrainingFrames(train, c.seed, c.sensor_dropout_prob), batch_size=c.batch_size,
+        loader = DataLoader(TrainingFrames(train, c.seed, c.sensor_dropout_prob, c.single_sensor_prob), batch_size=c.batch_size,
                             sampler=sampler, collate_fn=BatchCollator(self.model_config),
                             num_workers=c.loader_workers, persistent_workers=False,
                             worker_init_fn=_worker_init if c.loader_workers else None)

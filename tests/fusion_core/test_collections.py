@@ -20,7 +20,7 @@ RECIPE = """
 name: mini
 entries:
   - {scenario: clear, seed: 3, frames: 12}
-  - {scenario: fog, seed: 4, frames: 10, severity: 0.9}
+  - {scenario: fog, seed: 4, frames: 10, severity: 0.6}
 """
 
 
@@ -42,7 +42,7 @@ def test_collection_reads_as_the_concatenation_of_its_members(collection):
     assert source[12].condition == "fog" and source[11].condition == "clear"
     assert source.member_of(12) == "01_fog_s4"
     # The severity override reached the simulator.
-    assert json.loads((collection / "01_fog_s4" / "index.json").read_text())["scenario"]["weather"]["severity"] == 0.9
+    assert json.loads((collection / "01_fog_s4" / "index.json").read_text())["scenario"]["weather"]["severity"] == 0.6
     # Read blocks are the members' shards (never spanning two members).
     assert [(b.start, b.stop) for b in source.blocks()] == [(0, 12), (12, 22)]
     # Validation takes the tail of every member, so every condition is validated.

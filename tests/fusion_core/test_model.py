@@ -98,3 +98,21 @@ def test_depth_back_projection_hits_the_ground(samples):
     near_ground = pts[(pts[:, 0] > 3) & (pts[:, 0] < 12) & (np.abs(pts[:, 1]) < 1.0)]
     assert len(near_ground) > 20
     assert np.median(np.abs(near_ground[:, 2])) < 0.1  # the road ahead is at z = 0 in base_link
+
+
+def test_training_sensor_absence_keeps_at_least_one_and_single_sensor_frames_keep_one(samples):
+    from fusion_core.training.data import drop_sensors
+
+    full = next(s for s in samples if all(s.present(x) for x in DETECTION_SENSORS))
+    kept_alone = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        single = drop_sensors(full, 0.2, rng, single_prob=1.0)
+        present = [x for x in DETECTION_SENSORS if single.present(x)]
+        assert len(present) == 1 and single.present("imu")  # the IMU is context, never dropped
+        assert all(single.absence[x] == "training_dropout" for x in DETECTION_SENSORS if x not in present)
+        kept_alone.add(present[0])
+        # Independent dropout at a high rate still leaves at least one detection sensor.
+        heavy = drop_sensors(full, 0.9, rng)
+        assert any(heavy.present(x) for x in DETECTION_SENSORS)
+    assert kept_alone == set(DETECTION_SENSORS)  # every sensor gets trained alone
