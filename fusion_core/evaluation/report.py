@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from fusion_core.evaluation.model_eval import ModelEvaluation
 
 
-def _groups_in_order(groups) -> list[str]:
+def groups_in_order(groups) -> list[str]:
     """"all", then conditions, then faults, each alphabetical."""
     rest = sorted(g for g in groups if g != "all")
     return ["all"] + [g for g in rest if g.startswith("condition:")] + [g for g in rest if not g.startswith("condition:")]
@@ -24,7 +24,7 @@ def exits_table(result: ModelEvaluation) -> str:
     n_exits = len(result.per_exit)
     lines = ["| group | frames | " + " | ".join(f"exit {k}" for k in range(n_exits)) + " |",
              "|---|---:|" + "---:|" * n_exits]
-    for g in _groups_in_order(result.per_exit[-1]):
+    for g in groups_in_order(result.per_exit[-1]):
         frames = result.per_exit[-1][g].n_frames
         lines.append(f"| {g} | {frames} | " + " | ".join(_cell(per[g].mean_ap) for per in result.per_exit) + " |")
     return "\n".join(lines)
@@ -34,7 +34,7 @@ def single_sensor_table(per_sensor: Mapping[str, ModelEvaluation]) -> str:
     """Rows: groups; columns: the last exit's mAP with only that sensor present; the best
     sensor of each row in bold."""
     names = list(per_sensor)
-    groups = _groups_in_order(next(iter(per_sensor.values())).per_exit[-1])
+    groups = groups_in_order(next(iter(per_sensor.values())).per_exit[-1])
     lines = ["| group | " + " | ".join(f"{s} only" for s in names) + " | best |",
              "|---|" + "---:|" * len(names) + "---|"]
     for g in groups:
@@ -45,14 +45,3 @@ def single_sensor_table(per_sensor: Mapping[str, ModelEvaluation]) -> str:
         lines.append(f"| {g} | " + " | ".join(_cell(v, v is not None and v == best) for v in values) + f" | {winner} |")
     return "\n".join(lines)
 
-
-def best_sensor_per_condition(per_sensor: Mapping[str, ModelEvaluation]) -> dict[str, str]:
-    """Condition group -> the sensor whose single-sensor last-exit mAP is highest there."""
-    out = {}
-    for g in _groups_in_order(next(iter(per_sensor.values())).per_exit[-1]):
-        if not g.startswith("condition:"):
-            continue
-        scored = [(m.per_exit[-1][g].mean_ap, s) for s, m in per_sensor.items() if m.per_exit[-1][g].mean_ap is not None]
-        if scored:
-            out[g] = max(scored)[1]
-    return out
