@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.results_file import write_result
 from sim.config import CONDITIONS, WeatherConfig, load_scenario, resolve_scenario
 from sim.simulator import Simulator
 
@@ -56,8 +56,7 @@ def main() -> int:
     table = {c: measure(c, args.frames, args.scenario) for c in CONDITIONS}
     result = {"command": f"python benchmarks/condition_effects.py --frames {args.frames} --scenario {args.scenario}",
               "severity": SEVERITY, "conditions": table}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, echo=False)
     keys = list(next(iter(table.values())))
     print("| condition | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")

@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 MODEL=${MODEL:-models/default.pt}
-if [ ! -f data/test/collection.json ]; then
+# Rebuilt when missing or older than its recipe or any scenario (a stale set would misreport).
+if [ ! -f data/test/collection.json ] || \
+   [ -n "$(find configs/datasets/test.yaml configs/scenarios -newer data/test/collection.json)" ]; then
     $PY -m dyn_fusion.cli make-dataset --recipe configs/datasets/test.yaml --out data/test --overwrite
 fi
 $PY -m dyn_fusion.cli evaluate --checkpoint "$MODEL" --data data/test --single-sensors \
