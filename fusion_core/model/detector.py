@@ -22,6 +22,7 @@ from fusion_core.model.stems import ImuStem, PointStem, RgbStem
 @dataclass
 class DetectorOutput:
     exits: list[ExitOutput]          # exits 0..last_exit, shallow to deep
+    distill_students: list[ExitOutput]  # exits 0..last_exit-1 on detached trunk features (empty unless asked)
     expert_weights: torch.Tensor     # (B, E) fusion weight of each expert (0 for experts that did not run)
     active_experts: torch.Tensor     # (B, E) bool: the expert ran for this frame
     context: torch.Tensor            # (B, D) IMU context vector
@@ -67,8 +68,9 @@ class FusionDetector(nn.Module):
         return out
 
     def forward(self, inputs: ModelInputs, expert_mask: torch.Tensor | None = None,
-                last_exit: int | None = None) -> DetectorOutput:
-        """``expert_mask``: (E,) or (B, E) bool of experts allowed to run (default: all)."""
+                last_exit: int | None = None, distill_students: bool = False) -> DetectorOutput:
+        """``expert_mask``: (E,) or (B, E) bool of experts allowed to run (default: all).
+        ``distill_students``: also return the early exits' self-distillation copies (training)."""
         b = inputs.batch_size
         e = len(self.experts)
         present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
@@ -93,10 +95,10 @@ class FusionDetector(nn.Module):
             self.calls[f"expert:{expert.config.name}"] += 1
             fused = fused + weights[:, k, None, None, None] * expert(stems, present, b)
         fused = fused + self.context_bias(context)[:, :, None, None]
-        exits = self.head(fused, last_exit)
+        exits, students = self.head(fused, last_exit, distill_students)
         for k in range(len(exits)):
             self.calls[f"exit:{k}"] += 1
-        return DetectorOutput(exits, weights, active, context, has_input)
+        return DetectorOutput(exits, students, weights, active, context, has_input)
 
 
 def _only(inputs: ModelInputs, sensors: set[str]) -> ModelInputs:

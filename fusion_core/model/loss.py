@@ -1,8 +1,10 @@
 """Detection losses per exit, and self-distillation of the early exits from the last one.
 
 Heatmaps use CenterNet's penalty-reduced focal loss; regression an L1 loss at the ground-truth
-centre cells. Early exits additionally follow the last exit's (detached) heatmap and regression,
-so the distillation gradient never reaches the last exit's own head.
+centre cells. Early exits additionally follow the last exit's (detached) heatmap and regression.
+The distillation term is applied to the "students" (each early exit head run again on detached
+trunk features, see ``MultiExitHead.forward``), so it trains the early exit heads only and
+leaves everything the last exit depends on to the detection losses.
 """
 from __future__ import annotations
 
@@ -63,8 +65,14 @@ def regression_loss(regression: torch.Tensor, targets: DetectionTargets) -> torc
 
 
 def detection_loss(exits: list[ExitOutput], targets: DetectionTargets, distill_weight: float = 0.0,
-                   exit_weights: tuple[float, ...] | None = None) -> LossBreakdown:
+                   exit_weights: tuple[float, ...] | None = None,
+                   students: list[ExitOutput] | None = None) -> LossBreakdown:
+    """``students``: the early exits on detached trunk features, required when ``distill_weight`` > 0."""
     n = targets.n_objects
+    if distill_weight > 0 and (students is None or len(students) != len(exits) - 1):
+        got = "none" if students is None else len(students)
+        raise ValueError(f"distillation needs {len(exits) - 1} student exits (forward with distill_students=True), "
+                         f"got {got}")
     last = exits[-1]
     teacher_prob = torch.sigmoid(last.heatmap_logits).detach()
     teacher_reg = gather_cells(last.regression, targets.cell).detach()
@@ -76,8 +84,9 @@ def detection_loss(exits: list[ExitOutput], targets: DetectionTargets, distill_w
         reg = regression_loss(out.regression, targets)
         distill = torch.zeros(())
         if distill_weight > 0 and k < len(exits) - 1:
-            distill = ((torch.sigmoid(out.heatmap_logits) - teacher_prob) ** 2).sum() / max(1, n)
-            pred = gather_cells(out.regression, targets.cell)
+            student = students[k]
+            distill = ((torch.sigmoid(student.heatmap_logits) - teacher_prob) ** 2).sum() / max(1, n)
+            pred = gather_cells(student.regression, targets.cell)
             distill = distill + (((pred - teacher_reg).abs() * REGRESSION_WEIGHTS).sum(-1) * targets.valid).sum() / max(1, n)
         total = total + weights[k] * (hm + reg + distill_weight * distill)
         per_exit.append(ExitLoss(hm.detach(), reg.detach(), distill.detach()))

@@ -121,8 +121,8 @@ class Trainer:
         while self.step < c.steps:
             batch = next(batches)
             mask = expert_mask_for_step(len(self.model.experts), c.seed, self.step, c.expert_keep_prob, c.full_model_prob)
-            out = model(batch.inputs, expert_mask=mask)
-            loss = detection_loss(out.exits, batch.targets, c.distill_weight)
+            out = model(batch.inputs, expert_mask=mask, distill_students=c.distill_weight > 0)
+            loss = detection_loss(out.exits, batch.targets, c.distill_weight, students=out.distill_students)
             self.optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
             if c.grad_clip_norm > 0:

@@ -14,6 +14,7 @@ from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.head import N_REGRESSION
 from fusion_core.model.inputs import collate, depth_to_points
+from fusion_core.model.loss import detection_loss
 from fusion_core.model.targets import build_targets
 
 
@@ -69,6 +70,31 @@ def test_expert_mask_and_early_exit_skip_work(model, samples):
     assert dict(model.calls) == {"stem:radar": 1, "expert:radar": 1, "exit:0": 1}
     assert len(out.exits) == 1
     assert torch.equal(out.active_experts, mask.expand(2, -1))
+
+
+def test_self_distillation_trains_only_the_early_exit_heads(samples):
+    """The distillation term must not move anything the last exit depends on (issue 3 target)."""
+    torch.manual_seed(0)
+    net = FusionDetector(load_model_config("configs/model/tiny.yaml")).train()
+    inputs = collate(samples, net.config.grid)
+    targets = build_targets([s.gt_boxes for s in samples], net.config.grid, len(net.config.classes))
+
+    def grads(distill_weight: float) -> dict[str, torch.Tensor]:
+        torch.manual_seed(1)  # the same dropout/BN batch either way
+        net.zero_grad(set_to_none=True)
+        out = net(inputs, distill_students=True)
+        assert len(out.distill_students) == net.config.n_exits - 1
+        detection_loss(out.exits, targets, distill_weight, students=out.distill_students).total.backward()
+        return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+    without, with_ = grads(0.0), grads(5.0)
+    assert without.keys() == with_.keys()
+    early_heads = tuple(f"head.exits.{k}." for k in range(net.config.n_exits - 1))
+    changed = {n for n in without if not torch.allclose(without[n], with_[n], rtol=1e-5, atol=1e-7)}
+    assert changed, "distillation had no effect at all"
+    assert all(n.startswith(early_heads) for n in changed), sorted(n for n in changed if not n.startswith(early_heads))
+    with pytest.raises(ValueError, match="student"):
+        detection_loss(net(inputs).exits, targets, 0.5)
 
 
 def test_targets_put_peaks_at_box_centres(model, samples):
