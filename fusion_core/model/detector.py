@@ -1,8 +1,9 @@
 """The multi-exit fusion detector: stems -> experts -> weighted fusion -> multi-exit head.
 
-Skipping is real: a stem runs only when some frame of the batch has its sensor, an expert only
-when the expert mask selects it and one of its sensors is present, and exits beyond
-``last_exit`` are never computed. ``FusionDetector.calls`` counts what actually ran.
+Three stages a gate can sit between: ``encode`` (stems, IMU context), ``fuse`` (the chosen experts,
+weighted) and the head. Skipping is real: a stem runs only when some frame of the batch has its
+sensor (and the caller asked for it), an expert only when it is active for some frame, and exits
+beyond ``last_exit`` are never computed. ``FusionDetector.calls`` counts what actually ran.
 """
 from __future__ import annotations
 
@@ -17,6 +18,31 @@ from fusion_core.model.experts import FusionExpert
 from fusion_core.model.head import ExitOutput, MultiExitHead
 from fusion_core.model.inputs import ModelInputs
 from fusion_core.model.stems import ImuStem, PointStem, RgbStem
+
+
+@dataclass
+class EncodedFrames:
+    """Stage 1 of the detector (stems and IMU context): what a gate sees before choosing experts."""
+
+    stems: dict[str, torch.Tensor | None]  # sensor -> (B, Cs, H, W) BEV features; None = not computed
+    present: dict[str, torch.Tensor]       # sensor -> (B,) bool: the sensor's data is in the frame
+    imu_context: torch.Tensor              # (B, D) IMU context vector
+    signals: torch.Tensor                  # (B, N_CONTEXT_SIGNALS) cheap context signals
+    batch_size: int
+    stem_channels: int                     # Cs
+
+    def pooled_stems(self) -> torch.Tensor:
+        """(B, 2 * 4 * Cs) mean- and max-pooled BEV features of every detection stem, zeros for a
+        sensor absent from the frame (or not encoded); the gates' summary of the scene."""
+        parts = []
+        for sensor in DETECTION_SENSORS:
+            feats = self.stems[sensor]
+            if feats is None:
+                parts.append(torch.zeros(self.batch_size, 2 * self.stem_channels))
+                continue
+            here = self.present[sensor].to(feats.dtype)[:, None]
+            parts.append(torch.cat([feats.mean((2, 3)), feats.amax((2, 3))], 1) * here)
+        return torch.cat(parts, 1)
 
 
 @dataclass
@@ -35,13 +61,13 @@ class FusionDetector(nn.Module):
         self.config = config
         g, cs, cp = config.grid, config.stem_channels, config.point_feature_channels
         self.stems = nn.ModuleDict({
-            "lidar": PointStem(1, g, cp, cs),
-            "radar": PointStem(2, g, cp, cs),
-            "depth": PointStem(1, g, cp, cs),
-            "rgb": RgbStem(g, config.rgb_channels, cs, config.rgb_lift_heights_m),
+            "lidar": PointStem(1, g, cp, cs, config.stem_refine),
+            "radar": PointStem(2, g, cp, cs, config.stem_refine),
+            "depth": PointStem(1, g, cp, cs, config.stem_refine),
+            "rgb": RgbStem(g, config.rgb_channels, cs, config.rgb_lift_heights_m, config.stem_refine),
         })
         self.imu = ImuStem(config.imu_context_channels)
-        self.experts = nn.ModuleList(FusionExpert(e, g, cs, config.expert_channels) for e in config.experts)
+        self.experts = nn.ModuleList(FusionExpert(e, g, cs, config.expert_channels, config.expert_blocks) for e in config.experts)
         # Static fusion weights (the gates of later stages replace them per frame).
         self.expert_logits = nn.Parameter(torch.zeros(len(config.experts)))
         self.context_bias = nn.Linear(config.imu_context_channels, config.expert_channels)
@@ -67,42 +93,82 @@ class FusionDetector(nn.Module):
                 out[sensor] = self.stems[sensor](getattr(inputs, sensor), b)
         return out
 
+    def available_experts(self, present: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, E) bool: the expert has at least one of its sensors in the frame."""
+        return torch.stack([ex.available(present) for ex in self.experts], 1)
+
+    def encode(self, inputs: ModelInputs, sensors: set[str] | None = None) -> EncodedFrames:
+        """Stage 1: the stems of ``sensors`` (default: every present detection sensor) and the IMU
+        context. A sensor left out is treated as absent from here on."""
+        if sensors is not None:
+            inputs = _only(inputs, set(sensors))
+        present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
+        stems = self.stem_features(inputs)
+        self.calls["stem:imu"] += 1
+        return EncodedFrames(stems, present, self.imu(inputs.imu), inputs.signals, inputs.batch_size,
+                             self.config.stem_channels)
+
+    def static_weights(self, active: torch.Tensor) -> torch.Tensor:
+        """(B, E) learned static fusion weights renormalised over the ``active`` (B, E) experts."""
+        b, e = active.shape
+        # A large negative rather than -inf: a frame with no active expert must not produce NaN.
+        return torch.softmax(self.expert_logits.expand(b, e).masked_fill(~active, -1e9), dim=1) * active
+
+    def expert_outputs(self, encoded: EncodedFrames, active: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Expert index -> (B, C, H, W) output, for the experts ``active`` (B, E) for some frame;
+        the others are not computed."""
+        b = encoded.batch_size
+        outputs = {}
+        for k, expert in enumerate(self.experts):
+            if not bool(active[:, k].any()):
+                continue
+            missing = [s for s in expert.sensors if encoded.stems[s] is None and bool(encoded.present[s].any())]
+            if missing:
+                raise ValueError(f"expert {expert.config.name} needs stems {missing} that were not encoded")
+            self.calls[f"expert:{expert.config.name}"] += 1
+            outputs[k] = expert(encoded.stems, encoded.present, b)
+        return outputs
+
+    def combine(self, outputs: dict[int, torch.Tensor], weights: torch.Tensor, imu_context: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) fused features: the ``weights`` (B, E)-weighted sum of expert ``outputs``
+        plus the IMU context bias. Experts with a non-zero weight must be in ``outputs``."""
+        b = weights.shape[0]
+        h, w = self.config.grid.head_shape
+        fused = torch.zeros(b, self.config.expert_channels, h, w)
+        for k, out in outputs.items():
+            fused = fused + weights[:, k, None, None, None] * out
+        return fused + self.context_bias(imu_context)[:, :, None, None]
+
+    def fuse(self, encoded: EncodedFrames, active: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Stage 2: (B, C, H, W) weighted sum of the experts ``active`` (B, E) for some frame, with
+        ``weights`` (B, E) (zero where inactive); experts active for no frame are not computed."""
+        return self.combine(self.expert_outputs(encoded, active), weights, encoded.imu_context)
+
     def forward(self, inputs: ModelInputs, expert_mask: torch.Tensor | None = None,
                 last_exit: int | None = None, distill_students: bool = False) -> DetectorOutput:
-        """``expert_mask``: (E,) or (B, E) bool of experts allowed to run (default: all).
+        """Static fusion. ``expert_mask``: (E,) or (B, E) bool of experts allowed to run (default: all).
         ``distill_students``: also return the early exits' self-distillation copies (training)."""
         b = inputs.batch_size
         e = len(self.experts)
         present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
-        active = torch.stack([ex.available(present) for ex in self.experts], 1)  # (B, E)
+        active = self.available_experts(present)
         if expert_mask is not None:
             mask = torch.as_tensor(expert_mask, dtype=torch.bool)
             if mask.shape[-1] != e:
                 raise ValueError(f"expert_mask has {mask.shape[-1]} entries, the model has {e} experts")
             active = active & mask.expand(b, e)
         needed = {s for k, ex in enumerate(self.experts) if bool(active[:, k].any()) for s in ex.sensors}
-        stems = self.stem_features(_only(inputs, needed)) if needed else {}
-        context = self.imu(inputs.imu)
-
-        # A large negative rather than -inf: a frame with no active expert must not produce NaN.
-        weights = torch.softmax(self.expert_logits.expand(b, e).masked_fill(~active, -1e9), dim=1) * active
-        has_input = active.any(1)
-        h, w = self.config.grid.head_shape
-        fused = torch.zeros(b, self.config.expert_channels, h, w)
-        for k, expert in enumerate(self.experts):
-            if not bool(active[:, k].any()):
-                continue
-            self.calls[f"expert:{expert.config.name}"] += 1
-            fused = fused + weights[:, k, None, None, None] * expert(stems, present, b)
-        fused = fused + self.context_bias(context)[:, :, None, None]
+        encoded = self.encode(inputs, needed)
+        weights = self.static_weights(active)
+        fused = self.fuse(encoded, active, weights)
         exits, students = self.head(fused, last_exit, distill_students)
         for k in range(len(exits)):
             self.calls[f"exit:{k}"] += 1
-        return DetectorOutput(exits, students, weights, active, context, has_input)
+        return DetectorOutput(exits, students, weights, active, encoded.imu_context, active.any(1))
 
 
 def _only(inputs: ModelInputs, sensors: set[str]) -> ModelInputs:
     """The inputs with sensors outside ``sensors`` marked absent (their stems are skipped)."""
     keep = torch.tensor([s in sensors for s in DETECTION_SENSORS])
     return ModelInputs(inputs.present & keep, inputs.lidar, inputs.radar, inputs.depth, inputs.rgb,
-                       inputs.rgb_camera, inputs.imu, inputs.imu_present)
+                       inputs.rgb_camera, inputs.imu, inputs.imu_present, inputs.signals)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fusion_core.model.config import BevGridConfig, ExpertConfig
-from fusion_core.model.stems import conv_bn_relu
+from fusion_core.model.stems import ResidualBlock, conv_bn_relu
 
 
 def coordinate_channels(grid: BevGridConfig) -> torch.Tensor:
@@ -22,7 +22,8 @@ def coordinate_channels(grid: BevGridConfig) -> torch.Tensor:
 class FusionExpert(nn.Module):
     """stem features {sensor: (B, Cs, H, W)} -> (B, Ce, H, W)."""
 
-    def __init__(self, config: ExpertConfig, grid: BevGridConfig, stem_channels: int, out_channels: int):
+    def __init__(self, config: ExpertConfig, grid: BevGridConfig, stem_channels: int, out_channels: int,
+                 extra_blocks: int = 0):
         super().__init__()
         self.config = config
         self.sensors = config.sensors
@@ -30,7 +31,8 @@ class FusionExpert(nn.Module):
         self.stem_channels = stem_channels
         self.register_buffer("coords", coordinate_channels(grid), persistent=False)
         self.body = nn.Sequential(conv_bn_relu(n * (stem_channels + 1) + 2, out_channels),
-                                  conv_bn_relu(out_channels, out_channels))
+                                  conv_bn_relu(out_channels, out_channels),
+                                  *[ResidualBlock(out_channels) for _ in range(extra_blocks)])
 
     def available(self, present: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B,) bool: at least one of this expert's sensors is present."""

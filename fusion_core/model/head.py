@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fusion_core.model.stems import conv_bn_relu
+from fusion_core.model.stems import ResidualBlock, conv_bn_relu
 
 REGRESSION_FIELDS = ("dx", "dy", "z_m", "log_l", "log_w", "log_h", "sin_yaw", "cos_yaw", "vx_mps", "vy_mps")
 N_REGRESSION = len(REGRESSION_FIELDS)
@@ -21,17 +21,6 @@ class ExitOutput:
 
     heatmap_logits: torch.Tensor  # (B, n_classes, H, W)
     regression: torch.Tensor      # (B, N_REGRESSION, H, W) in REGRESSION_FIELDS order
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(conv_bn_relu(channels, channels),
-                                  nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(x + self.body(x))
 
 
 class ExitHead(nn.Module):
@@ -77,8 +66,14 @@ class MultiExitHead(nn.Module):
         x = self.entry(fused)
         outs, students = [], []
         for k in range(last + 1):
-            x = self.stages[k](x)
-            outs.append(self.exits[k](x))
+            x, out = self.stage(k, x)
+            outs.append(out)
             if distill_students and k < last:
                 students.append(self.exits[k](x.detach()))
         return outs, students
+
+    def stage(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, ExitOutput]:
+        """Run trunk stage ``k`` on its input ``x`` (the entry's output for k = 0) and exit k:
+        (trunk features for stage k + 1, exit k's outputs). For stepping one exit at a time."""
+        x = self.stages[k](x)
+        return x, self.exits[k](x)

@@ -15,6 +15,7 @@ import torch
 
 from fusion_core.data.sample import CameraGeometry, FusionSample
 from fusion_core.model.config import DETECTION_SENSORS, BevGridConfig
+from fusion_core.model.context_signals import N_CONTEXT_SIGNALS, context_signals
 
 IMU_FEATURES = 14  # mean and std of the 6 channels, log sample count, window-empty flag
 
@@ -42,6 +43,7 @@ class ModelInputs:
     rgb_camera: CameraGeometry | None  # one geometry for the whole batch (None: no frame has rgb)
     imu: torch.Tensor                # (B, IMU_FEATURES) float32 window statistics (zeros when absent)
     imu_present: torch.Tensor        # (B,) bool
+    signals: torch.Tensor            # (B, N_CONTEXT_SIGNALS) float32 cheap context signals (context_signals.py)
 
     @property
     def batch_size(self) -> int:
@@ -100,7 +102,9 @@ def collate(samples: Sequence[FusionSample], grid: BevGridConfig) -> ModelInputs
     rgb_camera = None
     imu = np.zeros((b, IMU_FEATURES), np.float32)
     imu_present = np.zeros(b, bool)
+    signals = np.zeros((b, N_CONTEXT_SIGNALS), np.float32)
     for i, s in enumerate(samples):
+        signals[i] = context_signals(s)
         if s.lidar_xyzi is not None:
             p = s.lidar_xyzi[_in_region(s.lidar_xyzi[:, :3], grid)]
             lidar.append((i, np.concatenate([p[:, :3], p[:, 3:4] / 255.0], 1)))
@@ -131,7 +135,7 @@ def collate(samples: Sequence[FusionSample], grid: BevGridConfig) -> ModelInputs
     return ModelInputs(
         present=torch.from_numpy(present), lidar=_point_set(lidar, 4), radar=_point_set(radar, 5),
         depth=_point_set(depth, 4), rgb=torch.from_numpy(rgb), rgb_camera=rgb_camera,
-        imu=torch.from_numpy(imu), imu_present=torch.from_numpy(imu_present),
+        imu=torch.from_numpy(imu), imu_present=torch.from_numpy(imu_present), signals=torch.from_numpy(signals),
     )
 
 

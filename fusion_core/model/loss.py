@@ -43,13 +43,18 @@ class LossBreakdown:
         return out
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, n_objects: int, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
-    """CenterNet focal loss summed over cells, divided by the number of objects (at least 1)."""
+def focal_loss_cells(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+    """(B, C, H, W) CenterNet penalty-reduced focal loss of every heatmap cell."""
     prob = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     pos = target >= 1.0 - 1e-6
     pos_loss = -F.logsigmoid(logits) * (1 - prob) ** alpha
     neg_loss = -F.logsigmoid(-logits) * prob**alpha * (1 - target) ** beta
-    return torch.where(pos, pos_loss, neg_loss).sum() / max(1, n_objects)
+    return torch.where(pos, pos_loss, neg_loss)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, n_objects: int) -> torch.Tensor:
+    """CenterNet focal loss summed over cells, divided by the number of objects (at least 1)."""
+    return focal_loss_cells(logits, target).sum() / max(1, n_objects)
 
 
 def gather_cells(regression: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -58,10 +63,14 @@ def gather_cells(regression: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     return torch.gather(flat, 2, cell[:, None, :].expand(-1, flat.shape[1], -1)).permute(0, 2, 1)
 
 
-def regression_loss(regression: torch.Tensor, targets: DetectionTargets) -> torch.Tensor:
+def regression_loss_slots(regression: torch.Tensor, targets: DetectionTargets) -> torch.Tensor:
+    """(B, M) weighted L1 regression error of every ground-truth slot (0 for empty slots)."""
     pred = gather_cells(regression, targets.cell)
-    err = (pred - targets.regression).abs() * REGRESSION_WEIGHTS
-    return (err.sum(-1) * targets.valid).sum() / max(1, targets.n_objects)
+    return ((pred - targets.regression).abs() * REGRESSION_WEIGHTS).sum(-1) * targets.valid
+
+
+def regression_loss(regression: torch.Tensor, targets: DetectionTargets) -> torch.Tensor:
+    return regression_loss_slots(regression, targets).sum() / max(1, targets.n_objects)
 
 
 def detection_loss(exits: list[ExitOutput], targets: DetectionTargets, distill_weight: float = 0.0,
@@ -91,3 +100,13 @@ def detection_loss(exits: list[ExitOutput], targets: DetectionTargets, distill_w
         total = total + weights[k] * (hm + reg + distill_weight * distill)
         per_exit.append(ExitLoss(hm.detach(), reg.detach(), distill.detach()))
     return LossBreakdown(total, per_exit)
+
+
+def per_frame_detection_loss(out: ExitOutput, targets: DetectionTargets) -> torch.Tensor:
+    """(B,) detection loss of one exit for each frame separately (focal + regression, each divided
+    by that frame's object count, at least 1): the quantity the loss gate predicts and the oracle
+    minimises, so a configuration's quality is judged frame by frame."""
+    n_per_frame = targets.valid.sum(1).clamp(min=1).to(out.heatmap_logits.dtype)  # (B,)
+    focal = focal_loss_cells(out.heatmap_logits, targets.heatmap).flatten(1).sum(1)
+    reg = regression_loss_slots(out.regression, targets).sum(1)
+    return (focal + reg) / n_per_frame

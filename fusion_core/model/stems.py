@@ -22,16 +22,28 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.
                          nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(channels, channels),
+                                  nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.body(x))
+
+
 class PointStem(nn.Module):
     """(P, 3 + E) points -> (B, C, H/2, W/2) BEV features."""
 
-    def __init__(self, extra_features: int, grid: BevGridConfig, point_channels: int, out_channels: int):
+    def __init__(self, extra_features: int, grid: BevGridConfig, point_channels: int, out_channels: int,
+                 refine: bool = True):
         super().__init__()
         self.grid = grid
         self.mlp = nn.Sequential(nn.Linear(3 + extra_features, point_channels), nn.ReLU(inplace=True),
                                  nn.Linear(point_channels, point_channels), nn.ReLU(inplace=True))
         self.down = conv_bn_relu(point_channels + 1, out_channels, stride=2)
-        self.refine = conv_bn_relu(out_channels, out_channels)
+        self.refine = conv_bn_relu(out_channels, out_channels) if refine else nn.Identity()
 
     def forward(self, points: PointSet, batch_size: int) -> torch.Tensor:
         g = self.grid
@@ -59,14 +71,15 @@ class PointStem(nn.Module):
 class RgbStem(nn.Module):
     """(B, 3, H, W) images -> (B, C, H_bev, W_bev) BEV features on the head grid."""
 
-    def __init__(self, grid: BevGridConfig, image_channels: int, out_channels: int, lift_heights_m: tuple[float, ...]):
+    def __init__(self, grid: BevGridConfig, image_channels: int, out_channels: int, lift_heights_m: tuple[float, ...],
+                 refine: bool = True):
         super().__init__()
         self.grid = grid
         self.heights = tuple(lift_heights_m)
         self.cnn = nn.Sequential(conv_bn_relu(3, 16, 2), conv_bn_relu(16, 32, 2), conv_bn_relu(32, image_channels, 2),
                                  conv_bn_relu(image_channels, image_channels))
         self.lift = conv_bn_relu(image_channels * len(self.heights) + 1, out_channels, kernel=1)
-        self.refine = conv_bn_relu(out_channels, out_channels)
+        self.refine = conv_bn_relu(out_channels, out_channels) if refine else nn.Identity()
         self._lift_cache: dict[CameraGeometry, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def sampling_grid(self, camera: CameraGeometry) -> tuple[torch.Tensor, torch.Tensor]:

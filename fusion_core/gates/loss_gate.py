@@ -1,0 +1,72 @@
+"""EcoFusion-style loss gate and its oracle.
+
+A *configuration* is a set of experts run together (fused with the detector's static weights
+renormalised over the set). The loss gate predicts every configuration's detection loss for the
+frame from the pooled stem features and the context estimate, keeps the configurations within
+gamma of the best prediction, and runs the one minimising predicted loss + lambda * energy. The
+oracle makes the same choice with the true loss (it needs ground truth: offline only), which
+bounds what any gate could reach with these experts.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fusion_core.config_io import ConfigError, param
+
+
+@dataclass(frozen=True)
+class ExpertConfiguration:
+    name: str = param("all", "unique name (gate tables, usage maps)")
+    experts: tuple[str, ...] = param((), "experts run together")
+
+    def __post_init__(self):
+        if not self.experts:
+            raise ConfigError(f"configurations.{self.name}: at least one expert is needed")
+
+
+def configuration_masks(configurations: Sequence[ExpertConfiguration], expert_names: Sequence[str]) -> torch.Tensor:
+    """(C, E) bool: the experts of each configuration; an unknown expert name is an error."""
+    masks = torch.zeros(len(configurations), len(expert_names), dtype=torch.bool)
+    for c, conf in enumerate(configurations):
+        for name in conf.experts:
+            if name not in expert_names:
+                raise ConfigError(f"configuration {conf.name}: unknown expert {name!r} (model has {', '.join(expert_names)})")
+            masks[c, list(expert_names).index(name)] = True
+    return masks
+
+
+def choose_configuration(loss: torch.Tensor, available: torch.Tensor, energy_j: torch.Tensor, gamma: float,
+                         lam_per_j: float) -> torch.Tensor:
+    """(B,) index of the configuration each frame runs.
+
+    ``loss`` (B, C) predicted (or true) losses, ``available`` (B, C) bool (some expert of the
+    configuration has its sensors), ``energy_j`` (C,) compute energy of each configuration.
+    Among the available configurations within ``gamma`` of the frame's best loss, the argmin of
+    loss + lam_per_j * energy_j. A frame with no available configuration gets index 0 (its
+    experts will find no sensor and run nothing).
+    """
+    big = torch.finfo(loss.dtype).max / 4
+    masked = loss.masked_fill(~available, big)
+    best = masked.min(1, keepdim=True).values
+    keep = available & (masked <= best + gamma)
+    objective = (loss + lam_per_j * energy_j[None, :]).masked_fill(~keep, big)
+    return objective.argmin(1)
+
+
+class LossPredictor(nn.Module):
+    """(B, F) gate features (``gates.modules.gate_features``) -> (B, C) predicted per-frame loss."""
+
+    def __init__(self, n_features: int, n_configurations: int, hidden: int = 96):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, n_configurations))
+        self.register_buffer("input_mean", torch.zeros(n_features))
+        self.register_buffer("input_std", torch.ones(n_features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.body((features - self.input_mean) / self.input_std)

@@ -1,0 +1,195 @@
+"""Training the gates on top of a trained, frozen detector (the design's stage 2): the context
+head on the simulator's labels, the attention gate end to end through the frozen experts and
+head with straight-through Gumbel top-k masks, and the loss predictor on every configuration's
+measured per-frame loss. The detector's weights never change here.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fusion_core.data.sample import FusionSample
+from fusion_core.gates.attention import (
+    annealed_temperature,
+    gumbel_topk_weights,
+    random_topk_weights,
+)
+from fusion_core.gates.context_head import (
+    context_inputs,
+    context_labels,
+    fit_context_head,
+    score_context,
+)
+from fusion_core.gates.modules import GateModules, gate_features
+from fusion_core.model.detector import FusionDetector
+from fusion_core.model.loss import detection_loss, per_frame_detection_loss
+from fusion_core.training.data import BatchCollator, TrainingBatch, drop_sensors
+
+
+@dataclass
+class GateTrainingReport:
+    n_frames: int
+    context_train_accuracy: dict = field(default_factory=dict)
+    attention_losses: list[float] = field(default_factory=list)
+    loss_predictor_losses: list[float] = field(default_factory=list)
+    configuration_mean_loss: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        def every(values: list[float], n: int = 50) -> list[float]:
+            return [round(v, 5) for v in values[:: max(1, len(values) // n)]]
+        return {"n_frames": self.n_frames, "context_train_accuracy": self.context_train_accuracy,
+                "attention_losses": every(self.attention_losses), "loss_predictor_losses": every(self.loss_predictor_losses),
+                "configuration_mean_loss": self.configuration_mean_loss}
+
+
+def gate_training_frames(source: Sequence[FusionSample], max_frames: int, sensor_dropout_prob: float,
+                         single_sensor_prob: float, seed: int) -> list[FusionSample]:
+    """Up to ``max_frames`` frames spread evenly over ``source`` (every run and condition), with
+    the detector's training-time sensor absence applied so gates learn to route around it."""
+    if len(source) == 0:
+        raise ValueError("no frames to train the gates on")
+    n = min(max_frames, len(source))
+    idx = np.unique(np.linspace(0, len(source) - 1, n).round().astype(int))
+    rng = np.random.default_rng([seed, 0x6A7E])
+    frames = []
+    for i in idx:
+        s = source[int(i)]
+        if s.gt_boxes is None or s.condition is None:
+            raise ValueError(f"frame {int(i)} has no ground truth or condition label: gates train on labelled data")
+        frames.append(drop_sensors(s, sensor_dropout_prob, rng, single_sensor_prob))
+    return frames
+
+
+def _batches(frames: Sequence[FusionSample], collator: BatchCollator, batch_size: int,
+             order: np.ndarray) -> list[TrainingBatch]:
+    return [collator([frames[int(j)] for j in order[i:i + batch_size]]) for i in range(0, len(order), batch_size)]
+
+
+def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[FusionSample],
+                progress: bool = True) -> GateTrainingReport:
+    c = gates.config.training
+    torch.manual_seed(c.seed)
+    detector.eval()
+    for p in detector.parameters():
+        p.requires_grad_(False)
+    frames = gate_training_frames(source, c.max_frames, c.sensor_dropout_prob, c.single_sensor_prob, c.seed)
+    collator = BatchCollator(detector.config)
+    report = GateTrainingReport(len(frames))
+
+    # 1. Context head: cheap inputs only, full batch.
+    xs = []
+    for i in tqdm(range(0, len(frames), 32), desc="gates: context inputs", disable=not progress, leave=False):
+        xs.append(context_inputs(collator(frames[i:i + 32]).inputs))
+    x = torch.cat(xs)
+    labels = context_labels(frames)
+    fit_context_head(gates.context_head, x, labels, steps=c.context_steps, learning_rate=c.learning_rate, seed=c.seed)
+    with torch.no_grad():
+        report.context_train_accuracy = score_context(gates.context_head.estimate(x, labels.present), labels).to_json()
+
+    # 2. Loss predictor data: every configuration's per-frame loss at the last exit.
+    masks = gates.configuration_masks
+    feats, losses, available = [], [], []
+    order = np.arange(len(frames))
+    with torch.no_grad():
+        for batch in tqdm(_batches(frames, collator, c.batch_size, order), desc="gates: configuration losses",
+                          disable=not progress, leave=False):
+            encoded = detector.encode(batch.inputs)
+            avail = detector.available_experts(encoded.present)
+            outputs = detector.expert_outputs(encoded, avail)
+            context = gates.context_head(batch.inputs)
+            feats.append(gate_features(encoded, context))
+            per_conf, conf_avail = [], []
+            for mask in masks:
+                active = avail & mask[None]
+                fused = detector.combine(outputs, detector.static_weights(active), encoded.imu_context)
+                exits, _ = detector.head(fused)
+                per_conf.append(per_frame_detection_loss(exits[-1], batch.targets))
+                conf_avail.append(active.any(1))
+            losses.append(torch.stack(per_conf, 1))
+            available.append(torch.stack(conf_avail, 1))
+    pooled_ctx = torch.cat(feats)
+    loss_table = torch.cat(losses)
+    avail_table = torch.cat(available)
+    for j, name in enumerate(gates.configuration_names):
+        if bool(avail_table[:, j].any()):
+            report.configuration_mean_loss[name] = float(loss_table[avail_table[:, j], j].mean())
+    report.loss_predictor_losses = fit_loss_predictor(gates, pooled_ctx, loss_table, avail_table, c.loss_predictor_steps,
+                                                      c.learning_rate, c.seed)
+
+    # 3. Attention gate through the frozen experts and head.
+    report.attention_losses = fit_attention_gate(detector, gates, frames, collator, progress)
+    gates.eval()
+    return report
+
+
+def fit_loss_predictor(gates: GateModules, features: torch.Tensor, loss_table: torch.Tensor, available: torch.Tensor,
+                       steps: int, learning_rate: float, seed: int) -> list[float]:
+    """Full-batch Huber regression of (N, C) per-frame losses on (N, P + Q) gate features;
+    unavailable configurations carry no target."""
+    torch.manual_seed(seed)
+    predictor = gates.loss_predictor
+    predictor.input_mean.copy_(features.mean(0))
+    predictor.input_std.copy_(features.std(0).clamp(min=1e-3))
+    optimizer = torch.optim.AdamW(predictor.parameters(), lr=learning_rate, weight_decay=1e-4)
+    weight = available.float()
+    history = []
+    predictor.train()
+    for _ in range(steps):
+        pred = predictor(features)
+        err = torch.nn.functional.huber_loss(pred, loss_table, reduction="none", delta=1.0)
+        loss = (err * weight).sum() / weight.sum().clamp(min=1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history.append(float(loss.detach()))
+    predictor.eval()
+    return history
+
+
+def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Sequence[FusionSample],
+                       collator: BatchCollator, progress: bool = True) -> list[float]:
+    c = gates.config.training
+    gen = torch.Generator().manual_seed(c.seed)
+    rng = np.random.default_rng([c.seed, 0xA77E])
+    gate = gates.attention
+    optimizer = torch.optim.AdamW(gate.parameters(), lr=c.learning_rate, weight_decay=1e-4)
+    expert_flops = torch.tensor([float(sum(p.numel() for p in ex.parameters())) for ex in detector.experts])
+    energy_share = expert_flops / expert_flops.sum()  # parameter count tracks cost: every expert runs on one grid
+    history = []
+    standardised = False
+    gate.train()
+    for step in tqdm(range(c.attention_steps), desc="gates: attention", disable=not progress, leave=False):
+        batch = collator([frames[int(j)] for j in rng.choice(len(frames), c.batch_size, replace=False)])
+        with torch.no_grad():
+            encoded = detector.encode(batch.inputs)
+            avail = detector.available_experts(encoded.present)
+            outputs = detector.expert_outputs(encoded, avail)
+            context = gates.context_head(batch.inputs)
+            feats = gate_features(encoded, context)
+        if not standardised:
+            gate.input_mean.copy_(feats.mean(0))
+            gate.input_std.copy_(feats.std(0).clamp(min=1e-3))
+            standardised = True
+        scores = gate(feats)
+        if step < c.attention_warmup_steps:
+            weights = random_topk_weights(scores, avail, c.attention_k, gen)
+        else:
+            tau = annealed_temperature(step - c.attention_warmup_steps, c.temperature_start, c.temperature_floor,
+                                       c.temperature_decay_steps)
+            weights = gumbel_topk_weights(scores, avail, c.attention_k, tau, gen)
+        fused = detector.combine(outputs, weights, encoded.imu_context)
+        exits, _ = detector.head(fused)
+        loss = detection_loss(exits, batch.targets).total
+        if c.energy_weight > 0:
+            soft = torch.softmax(scores.masked_fill(~avail, -1e9), 1)
+            loss = loss + c.energy_weight * (soft * energy_share).sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history.append(float(loss.detach()))
+    gate.eval()
+    return history

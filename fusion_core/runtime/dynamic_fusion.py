@@ -1,0 +1,249 @@
+"""Dynamic fusion of one frame: context -> gate -> only the chosen stems and experts -> the head,
+exit by exit, until the exit policy stops -> boxes, with the components that actually ran.
+
+Frames run one at a time (batch 1), as on the robot: skipping is then real for every frame
+(stems, experts and exits that were not chosen are not computed: ``FusionDetector.calls``
+counts them), and the measured latency is the frame's own. Gate settings and the exit policy
+are plain attributes, changed between frames without retraining.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fusion_core.box_fusion import weighted_box_fusion
+from fusion_core.energy.profile import DeviceProfile
+from fusion_core.exits.confidence import frame_confidence
+from fusion_core.exits.policies import ExitPolicy, LastExit
+from fusion_core.gates.knowledge import knowledge_active
+from fusion_core.gates.loss_gate import choose_configuration
+from fusion_core.gates.modules import GateModules, gate_features
+from fusion_core.gates.settings import GateDecision, GateSettings
+from fusion_core.model.config import DETECTION_SENSORS
+from fusion_core.model.decode import decode_exit
+from fusion_core.model.detector import EncodedFrames, FusionDetector
+from fusion_core.model.head import ExitOutput
+from fusion_core.model.inputs import ModelInputs
+from fusion_core.model.loss import per_frame_detection_loss
+from fusion_core.model.targets import DetectionTargets
+from fusion_core.runtime.cost_table import CostTable
+
+_NEEDS_GATES = ("knowledge", "attention", "loss")
+
+
+@dataclass
+class FrameResult:
+    boxes: np.ndarray               # (N, 11) detections, fusion_core.boxes layout
+    active_experts: tuple[str, ...]  # experts that ran (late: the single-sensor experts)
+    configuration: str | None       # loss and oracle gates: the configuration chosen
+    exit_index: int                 # exit whose boxes are reported (late: the deepest over the sources)
+    exit_confidence: float          # frame confidence of that exit
+    missed_deadline: bool
+    condition_estimate: str | None  # the context head's most likely condition (None without gates)
+    degraded_sensors: tuple[str, ...]  # sensors the context head believes degraded
+    components: dict[str, int]      # compute component -> times it ran (cost table names)
+    latency_ms: float               # wall time of the whole frame
+
+
+@dataclass
+class _HeadRun:
+    output: ExitOutput
+    exit_index: int
+    confidence: float
+    missed_deadline: bool
+    exits_run: int
+
+
+class DynamicFusion:
+    def __init__(self, detector: FusionDetector, gates: GateModules | None = None,
+                 settings: GateSettings | None = None, exit_policy: ExitPolicy | None = None,
+                 cost_table: CostTable | None = None, profile: DeviceProfile | None = None):
+        settings = settings or GateSettings()
+        self.detector = detector.eval()
+        self.gates = gates.eval() if gates is not None else None
+        self.settings = settings
+        self.exit_policy = exit_policy or LastExit()
+        self.cost_table = cost_table
+        self.profile = profile
+        self.expert_names = detector.expert_names
+        self.expert_sensors = [ex.sensors for ex in detector.experts]
+        self.single_sensor_experts = [k for k, s in enumerate(self.expert_sensors) if len(s) == 1]
+        self._check(settings)
+
+    def _check(self, settings: GateSettings) -> None:
+        if settings.mode in _NEEDS_GATES and self.gates is None:
+            raise ValueError(f"gate mode {settings.mode!r} needs trained gates (a gates checkpoint)")
+        if settings.mode in ("loss", "oracle") and settings.lam_per_j > 0 and (self.cost_table is None or self.profile is None):
+            raise ValueError("lam_per_j > 0 needs a cost table and a device profile (energy per configuration)")
+        if settings.mode == "oracle" and self.gates is None:
+            raise ValueError("the oracle chooses between the gates config's configurations: it needs gates")
+        if settings.mode == "late" and not self.single_sensor_experts:
+            raise ValueError("late fusion needs single-sensor experts; the model has none")
+
+    def set_settings(self, settings: GateSettings) -> None:
+        """Change the gate at run time (validated first; the old settings stay on error)."""
+        self._check(settings)
+        self.settings = settings
+
+    # ------------------------------------------------------------------ energy of choices
+    def configuration_energy_j(self) -> torch.Tensor:
+        """(C,) compute energy of each configuration's experts under the device profile."""
+        assert self.gates is not None
+        if self.cost_table is None or self.profile is None:
+            return torch.zeros(len(self.gates.configuration_names))
+        per_expert = torch.tensor([self.cost_table.flops[f"expert:{n}"] for n in self.expert_names], dtype=torch.float64)
+        joules = per_expert / 1e9 * self.profile.compute_j_per_gflop
+        return (self.gates.configuration_masks.double() * joules[None]).sum(1).float()
+
+    # ------------------------------------------------------------------ one frame
+    @torch.no_grad()
+    def run_frame(self, inputs: ModelInputs, targets: DetectionTargets | None = None) -> FrameResult:
+        """One frame (batch 1). ``targets`` only for the oracle (it needs ground truth)."""
+        if inputs.batch_size != 1:
+            raise ValueError(f"run_frame takes one frame, got a batch of {inputs.batch_size}")
+        mode = self.settings.mode
+        if mode == "oracle" and targets is None:
+            raise ValueError("the oracle gate needs ground-truth targets")
+        start = time.perf_counter()
+        components: Counter[str] = Counter()
+        det = self.detector
+        present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
+        available = det.available_experts(present)
+        context = None
+        if mode in _NEEDS_GATES:
+            context = self.gates.context_head(inputs)
+            components["context"] += 1
+        configuration = None
+
+        if mode == "late":
+            return self._run_late(inputs, available, context, components, start)
+        if mode in ("static", "knowledge"):
+            if mode == "static":
+                active = available
+            else:
+                active = knowledge_active(self.gates.rules, context, available, self.expert_sensors)
+            needed = {s for k in range(len(self.expert_names)) if bool(active[0, k]) for s in self.expert_sensors[k]}
+            encoded = self._encode(inputs, needed, components)
+            decision = GateDecision(active, det.static_weights(active))
+        else:
+            encoded = self._encode(inputs, None, components)
+            if mode == "attention":
+                components["gate:attention"] += 1
+                scores = self.gates.attention(gate_features(encoded, context))
+                decision = self.gates.attention.decide(scores, available, self.settings.k)
+            else:
+                masks = self.gates.configuration_masks
+                conf_available = (available[:, None, :] & masks[None]).any(2)  # (1, C)
+                if mode == "loss":
+                    components["gate:loss"] += 1
+                    loss = self.gates.loss_predictor(gate_features(encoded, context))
+                else:
+                    loss = self._true_configuration_losses(encoded, available, targets)
+                choice = int(choose_configuration(loss, conf_available, self.configuration_energy_j(),
+                                                  self.settings.gamma, self.settings.lam_per_j)[0])
+                configuration = self.gates.configuration_names[choice]
+                active = available & masks[choice][None]
+                decision = GateDecision(active, det.static_weights(active))
+
+        for k in range(len(self.expert_names)):
+            if bool(decision.active[0, k]):
+                components[f"expert:{self.expert_names[k]}"] += 1
+        fused = det.fuse(encoded, decision.active, decision.weights)
+        run = self._run_head(fused, start, components)
+        boxes = decode_exit(run.output, det.config.grid, det.config.max_detections, det.config.score_threshold,
+                            decision.active.any(1))[0]
+        return self._result(boxes, decision.active[0], configuration, run, context, components, start)
+
+    # ------------------------------------------------------------------ parts
+    def _encode(self, inputs: ModelInputs, sensors: set[str] | None, components: Counter) -> EncodedFrames:
+        encoded = self.detector.encode(inputs, sensors)
+        for s in DETECTION_SENSORS:
+            if encoded.stems[s] is not None:
+                components[f"stem:{s}"] += 1
+        components["stem:imu"] += 1
+        return encoded
+
+    def _run_head(self, fused: torch.Tensor, start: float, components: Counter) -> _HeadRun:
+        head = self.detector.head
+        n_exits = head.n_exits
+        components["head:entry"] += 1
+        x = head.entry(fused)
+        outputs: list[ExitOutput] = []
+        history: list[torch.Tensor] = []
+        for k in range(n_exits):
+            x, out = head.stage(k, x)
+            self.detector.calls[f"exit:{k}"] += 1
+            components[f"exit:{k}"] += 1
+            history.append(frame_confidence(out, outputs[-1] if outputs else None))
+            outputs.append(out)
+            elapsed_ms = 1e3 * (time.perf_counter() - start)
+            decision = self.exit_policy.decide(k, torch.stack(history, 1), n_exits=n_exits, elapsed_ms=elapsed_ms)
+            if bool(decision.stop[0]):
+                used = int(decision.exit_used[0])
+                return _HeadRun(outputs[used], used, float(history[used][0]), bool(decision.missed_deadline[0]), k + 1)
+        raise AssertionError("the last exit always stops")  # pragma: no cover - ExitPolicy guarantees it
+
+    def _true_configuration_losses(self, encoded: EncodedFrames, available: torch.Tensor,
+                                   targets: DetectionTargets) -> torch.Tensor:
+        """(1, C) last-exit loss of every configuration against ground truth (the oracle's view;
+        its work is not charged to the frame: the oracle is a bound, not a system)."""
+        det = self.detector
+        calls = Counter(det.calls)
+        outputs = det.expert_outputs(encoded, available)
+        losses = []
+        for mask in self.gates.configuration_masks:
+            active = available & mask[None]
+            if not bool(active.any()):
+                losses.append(torch.full((1,), float("inf")))
+                continue
+            exits, _ = det.head(det.combine(outputs, det.static_weights(active), encoded.imu_context))
+            losses.append(per_frame_detection_loss(exits[-1], targets))
+        det.calls.clear()
+        det.calls.update(calls)
+        return torch.stack(losses, 1)
+
+    def _run_late(self, inputs: ModelInputs, available: torch.Tensor, context, components: Counter,
+                  start: float) -> FrameResult:
+        det = self.detector
+        chosen = [k for k in self.single_sensor_experts if bool(available[0, k])]
+        needed = {self.expert_sensors[k][0] for k in chosen}
+        encoded = self._encode(inputs, needed, components)
+        box_sets, runs = [], []
+        active = torch.zeros_like(available)
+        for k in chosen:
+            only = torch.zeros_like(available)
+            only[0, k] = True
+            active |= only
+            components[f"expert:{self.expert_names[k]}"] += 1
+            run = self._run_head(det.fuse(encoded, only, only.float()), start, components)
+            runs.append(run)
+            box_sets.append(decode_exit(run.output, det.config.grid, det.config.max_detections,
+                                        det.config.score_threshold)[0])
+        boxes = weighted_box_fusion(box_sets) if box_sets else np.zeros((0, 11), np.float32)
+        deepest = max(runs, key=lambda r: r.exit_index) if runs else None
+        if deepest is None:
+            return FrameResult(boxes, (), None, 0, 1.0, False, self._condition(context), self._degraded(context),
+                               dict(components), 1e3 * (time.perf_counter() - start))
+        return self._result(boxes, active[0], None, deepest, context, components, start,
+                            missed=any(r.missed_deadline for r in runs))
+
+    def _result(self, boxes: np.ndarray, active: torch.Tensor, configuration: str | None, run: _HeadRun, context,
+                components: Counter, start: float, missed: bool | None = None) -> FrameResult:
+        names = tuple(n for n, on in zip(self.expert_names, active.tolist()) if on)
+        return FrameResult(boxes, names, configuration, run.exit_index, run.confidence,
+                           run.missed_deadline if missed is None else missed, self._condition(context),
+                           self._degraded(context), dict(components), 1e3 * (time.perf_counter() - start))
+
+    @staticmethod
+    def _condition(context) -> str | None:
+        return None if context is None else context.condition_names()[0]
+
+    @staticmethod
+    def _degraded(context) -> tuple[str, ...]:
+        if context is None:
+            return ()
+        return tuple(s for s, p in zip(DETECTION_SENSORS, context.degraded_prob[0].tolist()) if p > 0.5)

@@ -1,0 +1,144 @@
+"""Gate modes on a tiny model: top-k keeps exactly k, Gumbel masks are hard forward and carry
+gradients, the loss gate's lambda trades loss for energy, skipped stems and experts are never
+called, and the gates train, save and load."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fusion_core.config_io import ConfigError
+from fusion_core.data.shard_source import ShardSource
+from fusion_core.energy.profile import load_device_profile
+from fusion_core.gates.attention import (
+    annealed_temperature,
+    gumbel_topk_weights,
+    moe_weights,
+    topk_mask,
+)
+from fusion_core.gates.config import load_gates_config
+from fusion_core.gates.context_head import CONDITIONS, ContextEstimate
+from fusion_core.gates.knowledge import knowledge_active
+from fusion_core.gates.loss_gate import choose_configuration
+from fusion_core.gates.modules import GateModules, load_gates, save_gates
+from fusion_core.gates.settings import GateSettings
+from fusion_core.gates.training import train_gates
+from fusion_core.model.config import DETECTION_SENSORS, load_model_config
+from fusion_core.model.detector import FusionDetector
+from fusion_core.runtime.cost_table import measure_cost_table
+from fusion_core.runtime.dynamic_fusion import DynamicFusion
+from fusion_core.training.data import BatchCollator
+
+
+def test_topk_keeps_exactly_k_available_experts():
+    scores = torch.tensor([[0.1, 3.0, 2.0, -1.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    available = torch.tensor([[True, True, True, True, False], [True, False, False, False, False]])
+    mask = topk_mask(scores, available, 2)
+    assert mask[0].tolist() == [False, True, True, False, False]  # expert 4 scores best but is unavailable
+    assert mask[1].tolist() == [True, False, False, False, False]  # fewer than k available: all of them
+    w = moe_weights(scores, mask)
+    assert torch.allclose(w.sum(1), torch.ones(2))
+    assert torch.allclose(w[0, 1] / w[0, 2], torch.exp(torch.tensor(1.0)))
+    for k in (1, 2, 3, 4):
+        assert int(topk_mask(scores, torch.ones_like(available), k).sum(1).unique()) == k
+
+
+def test_gumbel_masks_are_hard_forward_and_carry_gradients():
+    scores = torch.randn(6, 5, requires_grad=True)
+    available = torch.ones(6, 5, dtype=torch.bool)
+    available[0, :3] = False
+    gen = torch.Generator().manual_seed(3)
+    w = gumbel_topk_weights(scores, available, 2, temperature=0.5, generator=gen)
+    assert ((w > 0).sum(1) == 2).all() and not bool((w[0, :3] > 0).any())
+    assert torch.allclose(w.sum(1), torch.ones(6))
+    (w * torch.arange(5.0)).sum().backward()
+    assert scores.grad is not None and bool((scores.grad.abs() > 0).any())
+    assert annealed_temperature(0, 2.0, 0.3, 100) == pytest.approx(2.0)
+    assert annealed_temperature(100, 2.0, 0.3, 100) == pytest.approx(0.3)
+    assert annealed_temperature(10_000, 2.0, 0.3, 100) == pytest.approx(0.3)
+
+
+def test_loss_gate_lambda_trades_predicted_loss_for_energy():
+    loss = torch.tensor([[1.0, 1.2, 3.0, 0.9]])
+    available = torch.tensor([[True, True, True, True]])
+    energy = torch.tensor([2.0, 1.0, 0.1, 5.0])
+    assert int(choose_configuration(loss, available, energy, gamma=10.0, lam_per_j=0.0)[0]) == 3  # best loss
+    assert int(choose_configuration(loss, available, energy, gamma=10.0, lam_per_j=1e3)[0]) == 2  # cheapest
+    # gamma keeps only configurations within 0.35 of the best (0.9): the cheapest of those is 1.
+    assert int(choose_configuration(loss, available, energy, gamma=0.35, lam_per_j=1e3)[0]) == 1
+    available[0, 3] = False
+    assert int(choose_configuration(loss, available, energy, gamma=10.0, lam_per_j=0.0)[0]) == 0
+
+
+def test_knowledge_rules_follow_the_estimated_condition_and_health():
+
+    sensors = [("lidar",), ("radar",), ("lidar", "radar"), ("rgb", "depth", "lidar", "radar")]
+    rules = torch.zeros(len(CONDITIONS), 4, dtype=torch.bool)
+    rules[:, 3] = True
+    rules[CONDITIONS.index("fog"), :] = torch.tensor([False, True, True, False])
+    fog = torch.zeros(1, len(CONDITIONS))
+    fog[0, CONDITIONS.index("fog")] = 1.0
+    healthy = torch.zeros(1, len(DETECTION_SENSORS))
+    available = torch.ones(1, 4, dtype=torch.bool)
+    assert knowledge_active(rules, ContextEstimate(fog, healthy), available, sensors)[0].tolist() == [False, True, True, False]
+    lidar_bad = healthy.clone()
+    lidar_bad[0, DETECTION_SENSORS.index("lidar")] = 0.9
+    assert knowledge_active(rules, ContextEstimate(fog, lidar_bad), available, sensors)[0].tolist() == [False, True, False, False]
+    none = torch.zeros(1, 4, dtype=torch.bool)
+    none[0, 0] = True  # only the lidar expert can run: the rule leaves nothing, so run what is available
+    assert knowledge_active(rules, ContextEstimate(fog, healthy), none, sensors)[0].tolist() == [True, False, False, False]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_shards, tmp_path_factory):
+    torch.manual_seed(0)
+    model_config = load_model_config("configs/model/tiny.yaml")
+    detector = FusionDetector(model_config).eval()
+    gates = GateModules(load_gates_config("configs/gates/tiny.yaml"), model_config)
+    source = ShardSource(tiny_shards)
+    report = train_gates(detector, gates, source, progress=False)
+    path = save_gates(tmp_path_factory.mktemp("gates") / "gates.pt", gates, report.to_json())
+    return detector, load_gates(path, model_config), source, report
+
+
+def test_gates_train_and_round_trip(trained, tmp_path):
+    detector, gates, _source, report = trained
+    assert report.loss_predictor_losses[-1] < report.loss_predictor_losses[0]
+    assert set(report.configuration_mean_loss) == set(gates.configuration_names)
+    assert len(report.attention_losses) == gates.config.training.attention_steps
+    # The tiny set is one clear run: the context head must learn at least that.
+    assert report.context_train_accuracy["condition_accuracy"]["clear"] > 0.9
+    other = load_model_config("configs/model/default.yaml")
+    path = save_gates(tmp_path / "g.pt", gates)
+    with pytest.raises(ConfigError, match="trained for experts"):
+        load_gates(path, other)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable"):
+        load_gates(tmp_path / "bad.pt", detector.config)
+
+
+@pytest.mark.parametrize("mode", ["static", "late", "knowledge", "attention", "loss", "oracle"])
+def test_every_gate_mode_runs_only_what_it_chose(trained, mode):
+    detector, gates, source, _ = trained
+    collator = BatchCollator(detector.config)
+    batch = collator([source[7]])
+    table = measure_cost_table(detector, gates, batch.inputs)
+    fusion = DynamicFusion(detector, gates, GateSettings(mode=mode, k=2), cost_table=table,
+                           profile=load_device_profile("jetson_orin"))
+    detector.calls.clear()
+    result = fusion.run_frame(batch.inputs, batch.targets)
+    ran_experts = {k.split(":", 1)[1] for k in detector.calls if k.startswith("expert:")}
+    assert ran_experts == set(result.active_experts)
+    assert {k for k in result.components if k.startswith("expert:")} == {f"expert:{e}" for e in ran_experts}
+    ran_stems = {k.split(":", 1)[1] for k in detector.calls if k.startswith("stem:")} - {"imu"}
+    needed = {s for ex in detector.experts if ex.config.name in ran_experts for s in ex.sensors}
+    if mode in ("static", "late", "knowledge"):
+        assert ran_stems == needed  # stems of experts nobody chose never run
+    else:
+        assert ran_stems == set(DETECTION_SENSORS)  # these gates read every stem first
+    if mode == "attention":
+        assert len(result.active_experts) == 2
+    if mode in ("loss", "oracle"):
+        conf = gates.config.configurations[gates.configuration_names.index(result.configuration)]
+        assert set(result.active_experts) == set(conf.experts)
+    assert result.boxes.ndim == 2 and result.boxes.shape[1] == 11
+    assert table.total(result.components) > 0
