@@ -6,6 +6,8 @@
     dyn-fusion make-dataset --recipe configs/datasets/train.yaml --out data/train
     dyn-fusion train    --config configs/train/default.yaml --data DATA --out runs/train
     dyn-fusion evaluate --checkpoint models/default.pt --data DATA --json eval.json --plots plots/
+    dyn-fusion train-gates --checkpoint models/default.pt --data DATA --out models/default_gates.pt
+    dyn-fusion compare  --checkpoint models/default.pt --gates models/default_gates.pt --data DATA --out runs/compare
 
 DATA is a shard directory written by `simulate --format shards`, a collection written by
 `make-dataset`, or a rosbag (see --topics).
@@ -21,6 +23,7 @@ import json
 import sys
 from pathlib import Path
 
+from dyn_fusion.cli_dynamic import add_commands, compare_command, train_gates_command
 from fusion_core.config_io import ConfigError
 
 
@@ -99,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground truth below this geometric visibility is ignored (default 0.05)")
     p.add_argument("--markdown", type=Path, default=None, help="write the results tables as markdown here")
     p.add_argument("--no-cost", action="store_true", help="skip the FLOPs and latency measurement")
+    add_commands(sub)
     return parser
 
 
@@ -283,7 +287,7 @@ def _demo(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"simulate": _simulate, "make-dataset": _make_dataset, "preview": _preview, "demo": _demo, "train": _train,
-               "evaluate": _evaluate}[args.command]
+               "evaluate": _evaluate, "train-gates": train_gates_command, "compare": compare_command}[args.command]
     try:
         return handler(args)
     except (ConfigError, FileExistsError, FileNotFoundError) as exc:

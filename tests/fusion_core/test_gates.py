@@ -142,3 +142,37 @@ def test_every_gate_mode_runs_only_what_it_chose(trained, mode):
         assert set(result.active_experts) == set(conf.experts)
     assert result.boxes.ndim == 2 and result.boxes.shape[1] == 11
     assert table.total(result.components) > 0
+
+
+def test_train_gates_and_compare_commands(tiny_shards, tmp_path):
+    """The CLI end to end on a tiny untrained detector: gates train, every mode family runs, and
+    the energy column follows what each mode ran."""
+    import json
+
+    from dyn_fusion.cli import main as cli_main
+    from fusion_core.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    detector = FusionDetector(load_model_config("configs/model/tiny.yaml"))
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", detector, step=0)
+    gates = tmp_path / "gates.pt"
+    assert cli_main(["train-gates", "--checkpoint", str(ckpt), "--config", "configs/gates/tiny.yaml",
+                     "--data", str(tiny_shards), "--out", str(gates)]) == 0
+    out = tmp_path / "compare"
+    modes = "static,late,knowledge,attention k=1,attention k=2,loss λ=0,oracle λ=0"
+    assert cli_main(["compare", "--checkpoint", str(ckpt), "--gates", str(gates), "--data", str(tiny_shards),
+                     "--out", str(out), "--max-frames", "6", "--dropout-every", "3", "--modes", modes]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    by_label = {m["label"]: m for m in report["modes"]}
+    assert list(by_label) == modes.split(",")
+    j = {label: m["cost"]["all"]["compute_j_per_frame"] for label, m in by_label.items()}
+    assert j["knowledge"] < j["static"]  # one expert (lidar_radar) and two stems instead of all of them
+    assert j["attention k=1"] < j["attention k=2"] < j["static"]
+    for label in ("attention k=1", "attention k=2"):
+        k = int(label[-1])
+        assert sum(by_label[label]["usage"]["all"].values()) == pytest.approx(k)
+    assert {"dropout:lidar", "dropout:radar", "dropout:rgb", "dropout:depth"} <= set(by_label["static"]["metrics"])
+    assert by_label["static"]["usage"]["dropout:lidar"]["lidar"] == 0.0
+    assert "| group | frames | static | late |" in (out / "compare.md").read_text()
+    for plot in ("pareto.png", "exit_histogram.png", "usage_attention_k2.png"):
+        assert (out / plot).stat().st_size > 1000

@@ -1,0 +1,146 @@
+"""The dynamic-fusion commands of ``dyn-fusion``: ``train-gates`` and ``compare``, and the gate
+options ``evaluate`` shares with them."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fusion_core.config_io import ConfigError
+
+EXIT_POLICIES = ("last", "confidence")
+
+
+def add_gate_options(p: argparse.ArgumentParser) -> None:
+    """Options choosing the gates file, device profile and exit policy (shared by evaluate and compare)."""
+    p.add_argument("--gates", type=Path, default=None,
+                   help="trained gates (.pt) for the knowledge, attention, loss and oracle modes")
+    p.add_argument("--profile", default="jetson_orin",
+                   help="device energy profile: a name in configs/energy/ or a YAML path (default jetson_orin)")
+    p.add_argument("--exit-policy", choices=EXIT_POLICIES, default="last", help="when a frame leaves the head")
+    p.add_argument("--exit-threshold", type=float, default=0.8, help="confidence policy: stop at this frame confidence")
+    p.add_argument("--dropout-every", type=int, default=4,
+                   help="dropout rows re-run every Nth frame with one sensor removed (0 = no dropout rows)")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("train-gates", help="train the context head, attention gate and loss predictor on a frozen detector")
+    p.add_argument("--checkpoint", type=Path, required=True, help="trained detector (.pt)")
+    p.add_argument("--config", type=Path, default=Path("configs/gates/default.yaml"), help="gates config YAML")
+    p.add_argument("--data", type=Path, required=True, help="training data (shard directory or collection)")
+    p.add_argument("--out", type=Path, required=True, help="write the gates checkpoint here (.pt)")
+
+    p = sub.add_parser("compare", help="every gate mode on one dataset: mAP, joules and ms per condition; plots")
+    p.add_argument("--checkpoint", type=Path, required=True, help="trained detector (.pt)")
+    p.add_argument("--data", type=Path, required=True, help="evaluation data (shard directory or collection)")
+    p.add_argument("--out", type=Path, required=True, help="folder for compare.json, compare.md and plots")
+    p.add_argument("--max-frames", type=int, default=None, help="use N frames spread over the data (default all)")
+    p.add_argument("--modes", default=None,
+                   help="comma-separated labels of the default mode list to run (default: all of them)")
+    add_gate_options(p)
+
+
+def _exit_policy(args):
+    from fusion_core.exits.policies import make_exit_policy
+
+    if args.exit_policy == "confidence":
+        return make_exit_policy("confidence", thresholds=args.exit_threshold)
+    return make_exit_policy("last")
+
+
+def spread(n_total: int, n: int | None) -> list[int]:
+    """``n`` frame indices spread evenly over ``n_total`` (all when n is None or larger)."""
+    import numpy as np
+
+    if n is None or n >= n_total:
+        return list(range(n_total))
+    return sorted(set(np.linspace(0, n_total - 1, n).round().astype(int).tolist()))
+
+
+def train_gates_command(args) -> int:
+    from fusion_core.data.open_source import open_source
+    from fusion_core.gates.config import load_gates_config
+    from fusion_core.gates.modules import GateModules, save_gates
+    from fusion_core.gates.training import train_gates
+    from fusion_core.training.checkpoint import load_detector
+
+    detector = load_detector(args.checkpoint)
+    gates = GateModules(load_gates_config(args.config), detector.config)
+    data = open_source(args.data)
+    report = train_gates(detector, gates, data)
+    save_gates(args.out, gates, {"checkpoint": str(args.checkpoint), "data": str(args.data), **report.to_json()})
+    acc = report.context_train_accuracy["condition_accuracy"]
+    print("context head, training accuracy per condition: " + ", ".join(f"{c} {a:.2f}" for c, a in acc.items()))
+    print("mean last-exit loss per configuration: "
+          + ", ".join(f"{c} {v:.2f}" for c, v in report.configuration_mean_loss.items()))
+    print(f"gates: {args.out}")
+    return 0
+
+
+def compare_command(args) -> int:
+    from fusion_core.data.open_source import open_source
+    from fusion_core.energy.profile import load_device_profile
+    from fusion_core.evaluation.compare import (
+        compare_markdown,
+        default_modes,
+        energy_at_equal_map,
+        plot_exit_histogram,
+        plot_pareto,
+        plot_usage_heatmap,
+    )
+    from fusion_core.evaluation.dynamic_eval import evaluate_dynamic
+    from fusion_core.gates.modules import load_gates
+    from fusion_core.runtime.cost_table import measure_cost_table
+    from fusion_core.runtime.dynamic_fusion import DynamicFusion
+    from fusion_core.training.checkpoint import load_detector
+    from fusion_core.training.data import BatchCollator
+
+    detector = load_detector(args.checkpoint)
+    gates = load_gates(args.gates, detector.config) if args.gates is not None else None
+    profile = load_device_profile(args.profile)
+    data = open_source(args.data)
+    modes = default_modes()
+    if args.modes is not None:
+        wanted = [m.strip() for m in args.modes.split(",") if m.strip()]
+        unknown = [w for w in wanted if w not in {m.label for m in modes}]
+        if unknown:
+            raise ConfigError(f"--modes: unknown {unknown}; choose from {', '.join(m.label for m in modes)}")
+        modes = [m for m in modes if m.label in wanted]
+    if gates is None:
+        modes = [m for m in modes if m.settings.mode in ("static", "late")]
+        print("no --gates: comparing static and late only")
+    frames = spread(len(data), args.max_frames)
+    dropout_frames = frames[:: args.dropout_every] if args.dropout_every > 0 else []
+    full = next((i for i in frames if all(data[i].present(s) for s in ("rgb", "depth", "lidar", "radar"))), None)
+    if full is None:
+        raise ConfigError(f"{args.data}: no frame has every detection sensor; the cost table needs one")
+    table = measure_cost_table(detector, gates, BatchCollator(detector.config)([data[full]]).inputs)
+    evaluations = []
+    for mode in modes:
+        fusion = DynamicFusion(detector, gates, mode.settings, _exit_policy(args), table, profile)
+        evaluations.append(evaluate_dynamic(fusion, data, mode.label, profile, frames=frames,
+                                            dropout_frames=dropout_frames))
+        e = evaluations[-1]
+        print(f"{mode.label:18s} mAP {e.mean_ap() or 0:.3f}  compute {1e3 * e.cost['all'].compute_j_per_frame:7.2f} mJ/frame"
+              f"  {e.cost['all'].latency_ms_median:6.1f} ms/frame")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
+              "profile": profile.name, "exit_policy": args.exit_policy, "n_frames": len(frames),
+              "dropout_frames": len(dropout_frames), "cost_table_flops": table.to_json(),
+              "modes": [{"settings": vars(m.settings), **e.to_json()} for m, e in zip(modes, evaluations)]}
+    oracles = [e for e in evaluations if e.label.startswith("oracle")]
+    if oracles:
+        report["oracle_energy_at_equal_map_j"] = {e.label: energy_at_equal_map(e, oracles) for e in evaluations
+                                                  if not e.label.startswith("oracle")}
+    (args.out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown = compare_markdown(evaluations, profile.name)
+    (args.out / "compare.md").write_text(markdown)
+    plot_pareto(evaluations, args.out / "pareto.png", profile.name)
+    for e in evaluations:
+        if e.label.startswith(("attention k=2", "loss", "knowledge")):
+            safe = e.label.replace(" ", "_").replace("=", "").replace("λ", "lam")
+            plot_usage_heatmap(e, detector.expert_names, args.out / f"usage_{safe}.png")
+    plot_exit_histogram(evaluations, args.out / "exit_histogram.png")
+    print("\n" + markdown)
+    print(f"results: {args.out / 'compare.json'}, {args.out / 'compare.md'}, plots in {args.out}")
+    return 0
