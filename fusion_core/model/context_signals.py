@@ -52,7 +52,8 @@ def context_signals(sample: FusionSample) -> np.ndarray:
             put("lidar_mean_range_10m", float(rng.mean()) / 10.0)
             # An occluded or failing LiDAR leaves whole sectors empty.
             sector = ((np.arctan2(pts[:, 1], pts[:, 0]) + np.pi) / (2 * np.pi) * _AZIMUTH_SECTORS).astype(int)
-            put("lidar_azimuth_coverage", len(np.unique(np.clip(sector, 0, _AZIMUTH_SECTORS - 1))) / _AZIMUTH_SECTORS)
+            hits = np.bincount(np.clip(sector, 0, _AZIMUTH_SECTORS - 1), minlength=_AZIMUTH_SECTORS)
+            put("lidar_azimuth_coverage", float(np.count_nonzero(hits)) / _AZIMUTH_SECTORS)
     if sample.radar_xyzdr is not None:
         pts = _finite_rows(np.asarray(sample.radar_xyzdr, np.float32))
         put("radar_present", 1.0)
