@@ -1,7 +1,7 @@
 # The two commands of the README. Both create or reuse .venv through scripts/bootstrap_env.sh.
 PY := .venv/bin/python
 
-.PHONY: env run test bench model results
+.PHONY: env run test bench model results compare
 
 env:
 	@bash scripts/bootstrap_env.sh
@@ -20,3 +20,6 @@ model: env
 
 results: env
 	bash scripts/evaluate_default_model.sh
+
+compare: env
+	bash scripts/compare_default_model.sh
