@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fusion_core.config_io import ConfigError
 
-EXIT_POLICIES = ("last", "confidence")
+EXIT_POLICIES = ("last", "confidence", "budget", "error")
 
 
 def add_gate_options(p: argparse.ArgumentParser) -> None:
@@ -19,6 +19,10 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
                    help="device energy profile: a name in configs/energy/ or a YAML path (default jetson_orin)")
     p.add_argument("--exit-policy", choices=EXIT_POLICIES, default="last", help="when a frame leaves the head")
     p.add_argument("--exit-threshold", type=float, default=0.8, help="confidence policy: stop at this frame confidence")
+    p.add_argument("--exit-budget", type=float, default=0.7,
+                   help="budget policy: mean head compute as a share of running every exit (thresholds from the gates' calibration)")
+    p.add_argument("--exit-lam", type=float, default=0.05,
+                   help="error policy (QuEE): error traded per GFLOP of head compute")
     p.add_argument("--dropout-every", type=int, default=4,
                    help="dropout rows re-run every Nth frame with one sensor removed (0 = no dropout rows)")
 
@@ -40,11 +44,18 @@ def add_commands(sub) -> None:
     add_gate_options(p)
 
 
-def _exit_policy(args):
+def _exit_policy(args, gates):
     from fusion_core.exits.policies import make_exit_policy
 
     if args.exit_policy == "confidence":
         return make_exit_policy("confidence", thresholds=args.exit_threshold)
+    if args.exit_policy in ("budget", "error"):
+        if gates is None or gates.exit_calibration is None:
+            raise ConfigError(f"--exit-policy {args.exit_policy} needs --gates trained with exit calibration "
+                              "(dyn-fusion train-gates)")
+        if args.exit_policy == "budget":
+            return gates.exit_calibration.budget_policy(args.exit_budget)
+        return gates.exit_calibration.error_policy(args.exit_lam)
     return make_exit_policy("last")
 
 
@@ -58,21 +69,34 @@ def spread(n_total: int, n: int | None) -> list[int]:
 
 
 def train_gates_command(args) -> int:
-    from fusion_core.data.open_source import open_source
+    from fusion_core.data.open_source import open_source, split_tail
     from fusion_core.gates.config import load_gates_config
     from fusion_core.gates.modules import GateModules, save_gates
     from fusion_core.gates.training import train_gates
-    from fusion_core.training.checkpoint import load_detector
+    from fusion_core.runtime.cost_table import measure_cost_table
+    from fusion_core.training.checkpoint import load_checkpoint, load_detector
+    from fusion_core.training.data import BatchCollator
 
     detector = load_detector(args.checkpoint)
+    train_config = load_checkpoint(args.checkpoint).train_config
     gates = GateModules(load_gates_config(args.config), detector.config)
     data = open_source(args.data)
-    report = train_gates(detector, gates, data)
+    # The exits are calibrated on the tail the detector's training held out (its validation frames).
+    val_fraction = train_config.val_fraction if train_config is not None else 0.1
+    _train_part, held_out = split_tail(data, val_fraction)
+    full = next((held_out[i] for i in range(len(held_out))
+                 if all(held_out[i].present(s) for s in ("rgb", "depth", "lidar", "radar"))), None)
+    if full is None:
+        raise ConfigError(f"{args.data}: no held-out frame has every detection sensor (needed for the head's cost)")
+    table = measure_cost_table(detector, None, BatchCollator(detector.config)([full]).inputs)
+    report = train_gates(detector, gates, data, calibration_frames=held_out,
+                         head_flops=table.head_flops(detector.config.n_exits))
     save_gates(args.out, gates, {"checkpoint": str(args.checkpoint), "data": str(args.data), **report.to_json()})
     acc = report.context_train_accuracy["condition_accuracy"]
     print("context head, training accuracy per condition: " + ", ".join(f"{c} {a:.2f}" for c, a in acc.items()))
     print("mean last-exit loss per configuration: "
           + ", ".join(f"{c} {v:.2f}" for c, v in report.configuration_mean_loss.items()))
+    print(f"exit calibration: {report.exit_calibration_frames} held-out frames")
     print(f"gates: {args.out}")
     return 0
 
@@ -117,7 +141,7 @@ def compare_command(args) -> int:
     table = measure_cost_table(detector, gates, BatchCollator(detector.config)([data[full]]).inputs)
     evaluations = []
     for mode in modes:
-        fusion = DynamicFusion(detector, gates, mode.settings, _exit_policy(args), table, profile)
+        fusion = DynamicFusion(detector, gates, mode.settings, _exit_policy(args, gates), table, profile)
         evaluations.append(evaluate_dynamic(fusion, data, mode.label, profile, frames=frames,
                                             dropout_frames=dropout_frames))
         e = evaluations[-1]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fusion_core.config_io import ConfigError, from_mapping, to_mapping
+from fusion_core.exits.calibration import ExitCalibration
 from fusion_core.gates.attention import AttentionGate
 from fusion_core.gates.config import GatesConfig
 from fusion_core.gates.context_head import (
@@ -49,13 +50,19 @@ class GateModules(nn.Module):
         self.expert_names = model_config.expert_names
         self.stem_channels = model_config.stem_channels
         f = gate_feature_size(model_config)
-        self.context_head = ContextHead()
-        self.attention = AttentionGate(f, len(self.expert_names))
-        self.loss_predictor = LossPredictor(f, len(config.configurations))
+        # Seeded initialisation without touching the caller's random state: the same config
+        # gives the same gates, whatever ran before in the process.
+        with torch.random.fork_rng():
+            torch.manual_seed(config.training.seed)
+            self.context_head = ContextHead()
+            self.attention = AttentionGate(f, len(self.expert_names))
+            self.loss_predictor = LossPredictor(f, len(config.configurations))
         # Validated here so a bad table fails at load time, not at the first frame of that condition.
         self.register_buffer("rules", rule_masks(config.rules_by_condition(), self.expert_names), persistent=False)
         self.register_buffer("configuration_masks", configuration_masks(config.configurations, self.expert_names),
                              persistent=False)
+        # Filled by the exit-calibration stage (budget and error exit policies); None until then.
+        self.exit_calibration: ExitCalibration | None = None
 
     @property
     def configuration_names(self) -> tuple[str, ...]:
@@ -68,7 +75,8 @@ def save_gates(path: Path | str, gates: GateModules, report: dict | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "config": to_mapping(gates.config),
                "expert_names": list(gates.expert_names), "stem_channels": gates.stem_channels,
-               "state": gates.state_dict(), "report": report or {}}
+               "state": gates.state_dict(), "report": report or {},
+               "exit_calibration": None if gates.exit_calibration is None else gates.exit_calibration.state_dict()}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -94,4 +102,6 @@ def load_gates(path: Path | str, model_config: ModelConfig) -> GateModules:
                           f"with {model_config.stem_channels}")
     gates = GateModules(from_mapping(GatesConfig, payload["config"], "config"), model_config)
     gates.load_state_dict(payload["state"])
+    if payload.get("exit_calibration") is not None:
+        gates.exit_calibration = ExitCalibration.from_state_dict(payload["exit_calibration"])
     return gates.eval()

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from fusion_core.data.sample import FusionSample
+from fusion_core.exits.calibration import calibrate_exits
 from fusion_core.gates.attention import (
     annealed_temperature,
     gumbel_topk_weights,
@@ -37,13 +38,15 @@ class GateTrainingReport:
     attention_losses: list[float] = field(default_factory=list)
     loss_predictor_losses: list[float] = field(default_factory=list)
     configuration_mean_loss: dict[str, float] = field(default_factory=dict)
+    exit_calibration_frames: int = 0
 
     def to_json(self) -> dict:
         def every(values: list[float], n: int = 50) -> list[float]:
             return [round(v, 5) for v in values[:: max(1, len(values) // n)]]
         return {"n_frames": self.n_frames, "context_train_accuracy": self.context_train_accuracy,
                 "attention_losses": every(self.attention_losses), "loss_predictor_losses": every(self.loss_predictor_losses),
-                "configuration_mean_loss": self.configuration_mean_loss}
+                "configuration_mean_loss": self.configuration_mean_loss,
+                "exit_calibration_frames": self.exit_calibration_frames}
 
 
 def gate_training_frames(source: Sequence[FusionSample], max_frames: int, sensor_dropout_prob: float,
@@ -70,7 +73,11 @@ def _batches(frames: Sequence[FusionSample], collator: BatchCollator, batch_size
 
 
 def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[FusionSample],
+                calibration_frames: Sequence[FusionSample] | None = None, head_flops: Sequence[float] | None = None,
                 progress: bool = True) -> GateTrainingReport:
+    """Stages 2 and 3: the gates on ``source``, then (when ``calibration_frames``, frames the
+    detector did not train on, and the cumulative ``head_flops`` per exit are given) the exit
+    calibration."""
     c = gates.config.training
     torch.manual_seed(c.seed)
     detector.eval()
@@ -122,6 +129,13 @@ def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[F
 
     # 3. Attention gate through the frozen experts and head.
     report.attention_losses = fit_attention_gate(detector, gates, frames, collator, progress)
+
+    # 4. Exit calibration on held-out frames.
+    if calibration_frames is not None and len(calibration_frames):
+        if head_flops is None:
+            raise ValueError("exit calibration needs the cumulative head FLOPs per exit")
+        gates.exit_calibration = calibrate_exits(detector, calibration_frames, head_flops, progress=progress)
+        report.exit_calibration_frames = len(calibration_frames)
     gates.eval()
     return report
 

@@ -36,6 +36,14 @@ class CostTable:
     def total(self, components: Mapping[str, int]) -> int:
         return sum(self.frame_flops(components).values())
 
+    def head_flops(self, n_exits: int) -> tuple[float, ...]:
+        """(K,) cumulative head FLOPs: the entry and stages 0..k (what stopping at exit k costs)."""
+        total, out = float(self.flops["head:entry"]), []
+        for k in range(n_exits):
+            total += self.flops[f"exit:{k}"]
+            out.append(total)
+        return tuple(out)
+
     def to_json(self) -> dict:
         return dict(self.flops)
 

@@ -88,6 +88,16 @@ def test_knowledge_rules_follow_the_estimated_condition_and_health():
     assert knowledge_active(rules, ContextEstimate(fog, healthy), none, sensors)[0].tolist() == [True, False, False, False]
 
 
+def test_gate_initialisation_ignores_the_callers_random_state():
+    model_config = load_model_config("configs/model/tiny.yaml")
+    config = load_gates_config("configs/gates/tiny.yaml")
+    torch.manual_seed(1)
+    a = GateModules(config, model_config).state_dict()
+    torch.rand(100)
+    b = GateModules(config, model_config).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_shards, tmp_path_factory):
     torch.manual_seed(0)
@@ -176,3 +186,12 @@ def test_train_gates_and_compare_commands(tiny_shards, tmp_path):
     assert "| group | frames | static | late |" in (out / "compare.md").read_text()
     for plot in ("pareto.png", "exit_histogram.png", "usage_attention_k2.png"):
         assert (out / plot).stat().st_size > 1000
+
+    # Budgeted exits from the gates' calibration: half the head's compute on average.
+    budget = tmp_path / "budget"
+    assert cli_main(["compare", "--checkpoint", str(ckpt), "--gates", str(gates), "--data", str(tiny_shards),
+                     "--out", str(budget), "--max-frames", "8", "--dropout-every", "0", "--modes", "static",
+                     "--exit-policy", "budget", "--exit-budget", "0.5"]) == 0
+    static_budget = json.loads((budget / "compare.json").read_text())["modes"][0]
+    assert sum(static_budget["exit_histogram"]) == 8 and static_budget["exit_histogram"][-1] < 8
+    assert static_budget["cost"]["all"]["compute_j_per_frame"] < j["static"]
