@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from fusion_core.gates.fitting import FeatureScaler
 from fusion_core.gates.settings import GateDecision
 
 _NEG = -1e9  # a large negative instead of -inf keeps softmax and top-k NaN-free with no expert available
@@ -71,12 +72,10 @@ class AttentionGate(nn.Module):
         super().__init__()
         self.n_experts = n_experts
         self.body = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_experts))
-        # Standardisation fitted on the training features (buffers travel with the weights).
-        self.register_buffer("input_mean", torch.zeros(n_features))
-        self.register_buffer("input_std", torch.ones(n_features))
+        self.scaler = FeatureScaler(n_features)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.body((features - self.input_mean) / self.input_std)
+        return self.body(self.scaler(features))
 
     def decide(self, scores: torch.Tensor, available: torch.Tensor, k: int) -> GateDecision:
         """Inference: hard top-k over the available experts, MoE weights over the kept ones."""

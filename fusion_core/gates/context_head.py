@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fusion_core.data.sample import FusionSample
+from fusion_core.gates.fitting import FeatureScaler, fit_full_batch
 from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.model.context_signals import N_CONTEXT_SIGNALS
 from fusion_core.model.inputs import IMU_FEATURES, ModelInputs
@@ -58,12 +59,10 @@ class ContextHead(nn.Module):
                                   nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
         self.condition = nn.Linear(hidden, len(CONDITIONS))
         self.degraded = nn.Linear(hidden, len(HEALTH_SENSORS))
-        # Standardisation of the inputs, fitted on the training set (buffers travel with the weights).
-        self.register_buffer("input_mean", torch.zeros(N_CONTEXT_INPUTS))
-        self.register_buffer("input_std", torch.ones(N_CONTEXT_INPUTS))
+        self.scaler = FeatureScaler(N_CONTEXT_INPUTS)
 
     def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body((x - self.input_mean) / self.input_std)
+        h = self.body(self.scaler(x))
         return self.condition(h), self.degraded(h)
 
     def estimate(self, x: torch.Tensor, present: torch.Tensor) -> ContextEstimate:
@@ -130,22 +129,15 @@ def fit_context_head(head: ContextHead, x: torch.Tensor, labels: ContextLabels, 
     if len(x) != len(labels.condition) or len(x) == 0:
         raise ValueError(f"need matching, non-empty inputs and labels, got {len(x)} and {len(labels.condition)}")
     torch.manual_seed(seed)
-    head.input_mean.copy_(x.mean(0))
-    head.input_std.copy_(x.std(0).clamp(min=1e-3))
+    head.scaler.fit(x)
     counts = torch.bincount(labels.condition, minlength=len(CONDITIONS)).float()
     class_weight = torch.where(counts > 0, counts.sum() / (len(CONDITIONS) * counts.clamp(min=1)), torch.zeros(()))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=1e-4)
     present = labels.present.float()
-    losses = []
-    head.train()
-    for _ in range(steps):
+
+    def loss_of() -> torch.Tensor:
         cond, degraded = head.logits(x)
-        loss = nn.functional.cross_entropy(cond, labels.condition, weight=class_weight)
         health = nn.functional.binary_cross_entropy_with_logits(degraded, labels.degraded, reduction="none")
-        loss = loss + (health * present).sum() / present.sum().clamp(min=1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    head.eval()
-    return losses
+        return (nn.functional.cross_entropy(cond, labels.condition, weight=class_weight)
+                + (health * present).sum() / present.sum().clamp(min=1))
+
+    return fit_full_batch(head, loss_of, steps, learning_rate)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fusion_core.config_io import ConfigError, param
+from fusion_core.gates.fitting import FeatureScaler
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,7 @@ class LossPredictor(nn.Module):
         self.body = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
                                   nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
                                   nn.Linear(hidden, n_configurations))
-        self.register_buffer("input_mean", torch.zeros(n_features))
-        self.register_buffer("input_std", torch.ones(n_features))
+        self.scaler = FeatureScaler(n_features)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.body((features - self.input_mean) / self.input_std)
+        return self.body(self.scaler(features))

@@ -25,6 +25,7 @@ from fusion_core.gates.context_head import (
     fit_context_head,
     score_context,
 )
+from fusion_core.gates.fitting import fit_full_batch
 from fusion_core.gates.modules import GateModules, gate_features
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.loss import detection_loss, per_frame_detection_loss
@@ -146,22 +147,14 @@ def fit_loss_predictor(gates: GateModules, features: torch.Tensor, loss_table: t
     unavailable configurations carry no target."""
     torch.manual_seed(seed)
     predictor = gates.loss_predictor
-    predictor.input_mean.copy_(features.mean(0))
-    predictor.input_std.copy_(features.std(0).clamp(min=1e-3))
-    optimizer = torch.optim.AdamW(predictor.parameters(), lr=learning_rate, weight_decay=1e-4)
+    predictor.scaler.fit(features)
     weight = available.float()
-    history = []
-    predictor.train()
-    for _ in range(steps):
-        pred = predictor(features)
-        err = torch.nn.functional.huber_loss(pred, loss_table, reduction="none", delta=1.0)
-        loss = (err * weight).sum() / weight.sum().clamp(min=1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append(float(loss.detach()))
-    predictor.eval()
-    return history
+
+    def loss_of() -> torch.Tensor:
+        err = torch.nn.functional.huber_loss(predictor(features), loss_table, reduction="none", delta=1.0)
+        return (err * weight).sum() / weight.sum().clamp(min=1)
+
+    return fit_full_batch(predictor, loss_of, steps, learning_rate)
 
 
 def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Sequence[FusionSample],
@@ -171,10 +164,9 @@ def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Seq
     rng = np.random.default_rng([c.seed, 0xA77E])
     gate = gates.attention
     optimizer = torch.optim.AdamW(gate.parameters(), lr=c.learning_rate, weight_decay=1e-4)
-    expert_flops = torch.tensor([float(sum(p.numel() for p in ex.parameters())) for ex in detector.experts])
-    energy_share = expert_flops / expert_flops.sum()  # parameter count tracks cost: every expert runs on one grid
+    expert_params = torch.tensor([float(sum(p.numel() for p in ex.parameters())) for ex in detector.experts])
+    energy_share = expert_params / expert_params.sum()  # parameter count tracks cost: every expert runs on one grid
     history = []
-    standardised = False
     gate.train()
     for step in tqdm(range(c.attention_steps), desc="gates: attention", disable=not progress, leave=False):
         batch = collator([frames[int(j)] for j in rng.choice(len(frames), c.batch_size, replace=False)])
@@ -184,10 +176,8 @@ def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Seq
             outputs = detector.expert_outputs(encoded, avail)
             context = gates.context_head(batch.inputs)
             feats = gate_features(encoded, context)
-        if not standardised:
-            gate.input_mean.copy_(feats.mean(0))
-            gate.input_std.copy_(feats.std(0).clamp(min=1e-3))
-            standardised = True
+        if step == 0:
+            gate.scaler.fit(feats)
         scores = gate(feats)
         if step < c.attention_warmup_steps:
             weights = random_topk_weights(scores, avail, c.attention_k, gen)
