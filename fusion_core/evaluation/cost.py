@@ -1,4 +1,5 @@
-"""Compute cost of the detector: FLOPs per stem, expert and exit head (FlopCounterMode), and
+"""Compute cost of the detector: FLOPs per stem, expert and exit head (``fusion_core.energy.flops``,
+FlopCounterMode with the CPU attention formulas), and
 measured per-frame latency (batch 1, median after warm-up)."""
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from fusion_core.energy.flops import count_flops
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.inputs import ModelInputs
 
@@ -27,10 +28,6 @@ class ModelCost:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def _module_flops(counts: dict, name: str) -> int:
-    return int(sum(counts.get(name, {}).values()))
-
-
 def measure_cost(model: FusionDetector, inputs: ModelInputs, threads: int = 2, warmup: int = 3,
                  repeats: int = 15) -> ModelCost:
     """``inputs``: one frame with every sensor present (the cost of static all-expert fusion)."""
@@ -38,16 +35,16 @@ def measure_cost(model: FusionDetector, inputs: ModelInputs, threads: int = 2, w
         raise ValueError("measure_cost expects a batch of one frame")
     model.eval()
     with torch.no_grad():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(inputs)
-    counts = counter.get_flop_counts()
+        counted = count_flops(model, inputs)
     root = type(model).__name__
-    stems = {s: _module_flops(counts, f"{root}.stems.{s}") for s in model.stems}
-    stems["imu"] = _module_flops(counts, f"{root}.imu")
-    experts = {e.config.name: _module_flops(counts, f"{root}.experts.{k}") for k, e in enumerate(model.experts)}
-    exits = [_module_flops(counts, f"{root}.head.stages.{k}") + _module_flops(counts, f"{root}.head.exits.{k}")
-             for k in range(model.config.n_exits)]
+
+    def module(path: str) -> int:
+        return counted.by_module.get(f"{root}.{path}", 0)
+
+    stems = {s: module(f"stems.{s}") for s in model.stems}
+    stems["imu"] = module("imu")
+    experts = {e.config.name: module(f"experts.{k}") for k, e in enumerate(model.experts)}
+    exits = [module(f"head.stages.{k}") + module(f"head.exits.{k}") for k in range(model.config.n_exits)]
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     latency = []
@@ -64,5 +61,4 @@ def measure_cost(model: FusionDetector, inputs: ModelInputs, threads: int = 2, w
                 latency.append(round(statistics.median(times), 2))
     finally:
         torch.set_num_threads(previous)
-    return ModelCost(stems, experts, exits, _module_flops(counts, f"{root}.head.entry"),
-                     int(sum(counts.get("Global", {}).values())), latency, threads)
+    return ModelCost(stems, experts, exits, module("head.entry"), counted.total, latency, threads)

@@ -10,7 +10,6 @@ import torch
 
 from fusion_core.config_io import ConfigError
 from fusion_core.gates.context_head import CONDITIONS, HEALTH_SENSORS, ContextEstimate
-from fusion_core.gates.settings import GateDecision
 
 DEGRADED_THRESHOLD = 0.5
 
@@ -33,22 +32,20 @@ def rule_masks(rules: dict[str, tuple[str, ...]], expert_names: Sequence[str]) -
     return masks
 
 
+def expert_sensor_matrix(expert_sensors: Sequence[Sequence[str]]) -> torch.Tensor:
+    """(E, len(HEALTH_SENSORS)) bool: expert e reads sensor s (built once, not per frame)."""
+    return torch.tensor([[s in sensors for s in HEALTH_SENSORS] for sensors in expert_sensors])
+
+
 def knowledge_active(rules: torch.Tensor, context: ContextEstimate, available: torch.Tensor,
-                     expert_sensors: Sequence[Sequence[str]]) -> torch.Tensor:
+                     uses: torch.Tensor) -> torch.Tensor:
     """(B, E) bool experts to run: the estimated condition's rule, minus experts fed by a degraded
     sensor (unless that empties the rule), restricted to available experts, falling back to every
-    available expert when nothing is left."""
+    available expert when nothing is left. ``uses``: ``expert_sensor_matrix`` of the experts."""
     wanted = rules[context.condition_index] & available
     degraded = context.degraded_prob > DEGRADED_THRESHOLD  # (B, S)
-    uses = torch.tensor([[s in sensors for s in HEALTH_SENSORS] for sensors in expert_sensors])  # (E, S)
     touches_degraded = (degraded[:, None, :] & uses[None]).any(2)  # (B, E)
     healthy = wanted & ~touches_degraded
     chosen = torch.where(healthy.any(1, keepdim=True), healthy, wanted)
     return torch.where(chosen.any(1, keepdim=True), chosen, available)
 
-
-def knowledge_decision(rules: torch.Tensor, context: ContextEstimate, available: torch.Tensor,
-                       expert_sensors: Sequence[Sequence[str]], static_weights) -> GateDecision:
-    """``static_weights``: (B, E) bool -> (B, E) the detector's renormalised static weights."""
-    active = knowledge_active(rules, context, available, expert_sensors)
-    return GateDecision(active, static_weights(active))

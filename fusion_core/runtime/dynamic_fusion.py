@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from fusion_core.box_fusion import weighted_box_fusion
+from fusion_core.boxes import empty_boxes
 from fusion_core.energy.profile import DeviceProfile
 from fusion_core.exits.confidence import frame_confidence
 from fusion_core.exits.policies import ExitPolicy, LastExit
-from fusion_core.gates.knowledge import knowledge_active
+from fusion_core.gates.knowledge import expert_sensor_matrix, knowledge_active
 from fusion_core.gates.loss_gate import choose_configuration
 from fusion_core.gates.modules import GateModules, gate_features
 from fusion_core.gates.settings import GateDecision, GateSettings
@@ -32,7 +33,8 @@ from fusion_core.model.loss import per_frame_detection_loss
 from fusion_core.model.targets import DetectionTargets
 from fusion_core.runtime.cost_table import CostTable
 
-_NEEDS_GATES = ("knowledge", "attention", "loss")
+_READS_CONTEXT = ("knowledge", "attention", "loss")
+_NEEDS_GATES = (*_READS_CONTEXT, "oracle")  # the oracle chooses between the gates config's configurations
 
 
 @dataclass
@@ -55,7 +57,6 @@ class _HeadRun:
     exit_index: int
     confidence: float
     missed_deadline: bool
-    exits_run: int
 
 
 class DynamicFusion:
@@ -71,16 +72,17 @@ class DynamicFusion:
         self.profile = profile
         self.expert_names = detector.expert_names
         self.expert_sensors = [ex.sensors for ex in detector.experts]
+        self.expert_uses_sensor = expert_sensor_matrix(self.expert_sensors)
         self.single_sensor_experts = [k for k, s in enumerate(self.expert_sensors) if len(s) == 1]
         self._check(settings)
+        # Fixed for the lifetime of the runner: computed once rather than on every frame.
+        self.configuration_energy_j = self._configuration_energy_j() if gates is not None else None
 
     def _check(self, settings: GateSettings) -> None:
         if settings.mode in _NEEDS_GATES and self.gates is None:
             raise ValueError(f"gate mode {settings.mode!r} needs trained gates (a gates checkpoint)")
         if settings.mode in ("loss", "oracle") and settings.lam_per_j > 0 and (self.cost_table is None or self.profile is None):
             raise ValueError("lam_per_j > 0 needs a cost table and a device profile (energy per configuration)")
-        if settings.mode == "oracle" and self.gates is None:
-            raise ValueError("the oracle chooses between the gates config's configurations: it needs gates")
         if settings.mode == "late" and not self.single_sensor_experts:
             raise ValueError("late fusion needs single-sensor experts; the model has none")
 
@@ -90,9 +92,8 @@ class DynamicFusion:
         self.settings = settings
 
     # ------------------------------------------------------------------ energy of choices
-    def configuration_energy_j(self) -> torch.Tensor:
+    def _configuration_energy_j(self) -> torch.Tensor:
         """(C,) compute energy of each configuration's experts under the device profile."""
-        assert self.gates is not None
         if self.cost_table is None or self.profile is None:
             return torch.zeros(len(self.gates.configuration_names))
         per_expert = torch.tensor([self.cost_table.flops[f"expert:{n}"] for n in self.expert_names], dtype=torch.float64)
@@ -114,7 +115,7 @@ class DynamicFusion:
         present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
         available = det.available_experts(present)
         context = None
-        if mode in _NEEDS_GATES:
+        if mode in _READS_CONTEXT:
             context = self.gates.context_head(inputs)
             components["context"] += 1
         configuration = None
@@ -125,7 +126,7 @@ class DynamicFusion:
             if mode == "static":
                 active = available
             else:
-                active = knowledge_active(self.gates.rules, context, available, self.expert_sensors)
+                active = knowledge_active(self.gates.rules, context, available, self.expert_uses_sensor)
             needed = {s for k in range(len(self.expert_names)) if bool(active[0, k]) for s in self.expert_sensors[k]}
             encoded = self._encode(inputs, needed, components)
             decision = GateDecision(active, det.static_weights(active))
@@ -143,7 +144,7 @@ class DynamicFusion:
                     loss = self.gates.loss_predictor(gate_features(encoded, context))
                 else:
                     loss = self._true_configuration_losses(encoded, available, targets)
-                choice = int(choose_configuration(loss, conf_available, self.configuration_energy_j(),
+                choice = int(choose_configuration(loss, conf_available, self.configuration_energy_j,
                                                   self.settings.gamma, self.settings.lam_per_j)[0])
                 configuration = self.gates.configuration_names[choice]
                 active = available & masks[choice][None]
@@ -184,7 +185,7 @@ class DynamicFusion:
             decision = self.exit_policy.decide(k, torch.stack(history, 1), n_exits=n_exits, elapsed_ms=elapsed_ms)
             if bool(decision.stop[0]):
                 used = int(decision.exit_used[0])
-                return _HeadRun(outputs[used], used, float(history[used][0]), bool(decision.missed_deadline[0]), k + 1)
+                return _HeadRun(outputs[used], used, float(history[used][0]), bool(decision.missed_deadline[0]))
         raise AssertionError("the last exit always stops")  # pragma: no cover - ExitPolicy guarantees it
 
     def _true_configuration_losses(self, encoded: EncodedFrames, available: torch.Tensor,
@@ -223,7 +224,7 @@ class DynamicFusion:
             runs.append(run)
             box_sets.append(decode_exit(run.output, det.config.grid, det.config.max_detections,
                                         det.config.score_threshold)[0])
-        boxes = weighted_box_fusion(box_sets) if box_sets else np.zeros((0, 11), np.float32)
+        boxes = weighted_box_fusion(box_sets) if box_sets else empty_boxes()
         deepest = max(runs, key=lambda r: r.exit_index) if runs else None
         if deepest is None:
             return FrameResult(boxes, (), None, 0, 1.0, False, self._condition(context), self._degraded(context),

@@ -17,7 +17,7 @@ from fusion_core.gates.attention import (
 )
 from fusion_core.gates.config import load_gates_config
 from fusion_core.gates.context_head import CONDITIONS, ContextEstimate
-from fusion_core.gates.knowledge import knowledge_active
+from fusion_core.gates.knowledge import expert_sensor_matrix, knowledge_active
 from fusion_core.gates.loss_gate import choose_configuration
 from fusion_core.gates.modules import GateModules, load_gates, save_gates
 from fusion_core.gates.settings import GateSettings
@@ -71,7 +71,7 @@ def test_loss_gate_lambda_trades_predicted_loss_for_energy():
 
 def test_knowledge_rules_follow_the_estimated_condition_and_health():
 
-    sensors = [("lidar",), ("radar",), ("lidar", "radar"), ("rgb", "depth", "lidar", "radar")]
+    sensors = expert_sensor_matrix([("lidar",), ("radar",), ("lidar", "radar"), ("rgb", "depth", "lidar", "radar")])
     rules = torch.zeros(len(CONDITIONS), 4, dtype=torch.bool)
     rules[:, 3] = True
     rules[CONDITIONS.index("fog"), :] = torch.tensor([False, True, True, False])
