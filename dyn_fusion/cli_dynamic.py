@@ -59,15 +59,6 @@ def _exit_policy(args, gates):
     return make_exit_policy("last")
 
 
-def spread(n_total: int, n: int | None) -> list[int]:
-    """``n`` frame indices spread evenly over ``n_total`` (all when n is None or larger)."""
-    import numpy as np
-
-    if n is None or n >= n_total:
-        return list(range(n_total))
-    return sorted(set(np.linspace(0, n_total - 1, n).round().astype(int).tolist()))
-
-
 def train_gates_command(args) -> int:
     from fusion_core.data.open_source import open_source, split_tail
     from fusion_core.gates.config import load_gates_config
@@ -102,7 +93,7 @@ def train_gates_command(args) -> int:
 
 
 def compare_command(args) -> int:
-    from fusion_core.data.open_source import open_source
+    from fusion_core.data.open_source import open_source, spread_indices
     from fusion_core.energy.profile import load_device_profile
     from fusion_core.evaluation.compare import (
         compare_markdown,
@@ -133,7 +124,7 @@ def compare_command(args) -> int:
     if gates is None:
         modes = [m for m in modes if m.settings.mode in ("static", "late")]
         print("no --gates: comparing static and late only")
-    frames = spread(len(data), args.max_frames)
+    frames = spread_indices(len(data), args.max_frames)
     dropout_frames = frames[:: args.dropout_every] if args.dropout_every > 0 else []
     full = next((i for i in frames if all(data[i].present(s) for s in ("rgb", "depth", "lidar", "radar"))), None)
     if full is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from fusion_core.config_io import ConfigError
 from fusion_core.data.sample import FusionSample
 
@@ -57,6 +59,14 @@ class FrameSubset(Sequence):
                 out.append(range(start, i))
                 start = i
         return out
+
+
+def spread_indices(n_total: int, n: int | None) -> list[int]:
+    """Up to ``n`` frame indices spread evenly over ``range(n_total)``, ascending (all of them
+    when ``n`` is None or not smaller): every run and condition of a collection is represented."""
+    if n is None or n >= n_total:
+        return list(range(n_total))
+    return np.unique(np.linspace(0, n_total - 1, n).round().astype(int)).tolist()
 
 
 def split_tail(source: Sequence[FusionSample], fraction: float) -> tuple[Sequence[FusionSample], Sequence[FusionSample]]:

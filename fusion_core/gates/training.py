@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fusion_core.data.open_source import spread_indices
 from fusion_core.data.sample import FusionSample
 from fusion_core.exits.calibration import calibrate_exits
 from fusion_core.gates.attention import (
@@ -56,8 +57,7 @@ def gate_training_frames(source: Sequence[FusionSample], max_frames: int, sensor
     the detector's training-time sensor absence applied so gates learn to route around it."""
     if len(source) == 0:
         raise ValueError("no frames to train the gates on")
-    n = min(max_frames, len(source))
-    idx = np.unique(np.linspace(0, len(source) - 1, n).round().astype(int))
+    idx = spread_indices(len(source), max_frames)
     rng = np.random.default_rng([seed, 0x6A7E])
     frames = []
     for i in idx:
