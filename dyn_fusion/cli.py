@@ -6,6 +6,7 @@
     dyn-fusion make-dataset --recipe configs/datasets/train.yaml --out data/train
     dyn-fusion train    --config configs/train/default.yaml --data DATA --out runs/train
     dyn-fusion evaluate --checkpoint models/default.pt --data DATA --json eval.json --plots plots/
+    dyn-fusion evaluate ... --gate loss --lam 30 --gates models/default_gates.pt --exit-policy budget
     dyn-fusion train-gates --checkpoint models/default.pt --data DATA --out models/default_gates.pt
     dyn-fusion compare  --checkpoint models/default.pt --gates models/default_gates.pt --data DATA --out runs/compare
 
@@ -23,7 +24,13 @@ import json
 import sys
 from pathlib import Path
 
-from dyn_fusion.cli_dynamic import add_commands, compare_command, train_gates_command
+from dyn_fusion.cli_dynamic import (
+    add_commands,
+    add_evaluate_gate_options,
+    compare_command,
+    evaluate_gate_command,
+    train_gates_command,
+)
 from fusion_core.config_io import ConfigError
 
 
@@ -102,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground truth below this geometric visibility is ignored (default 0.05)")
     p.add_argument("--markdown", type=Path, default=None, help="write the results tables as markdown here")
     p.add_argument("--no-cost", action="store_true", help="skip the FLOPs and latency measurement")
+    add_evaluate_gate_options(p)
     add_commands(sub)
     return parser
 
@@ -159,6 +167,11 @@ def _evaluate(args) -> int:
     min_visibility = DEFAULT_MIN_VISIBILITY if args.min_visibility is None else args.min_visibility
     if not 0.0 <= min_visibility <= 1.0:
         raise ConfigError(f"--min-visibility: expected a value in [0, 1], got {min_visibility}")
+    if args.gate is not None or args.exit_policy != "last":
+        if args.sensors is not None or args.single_sensors:
+            raise ConfigError("--sensors and --single-sensors are for the static batch evaluation; "
+                              "with --gate use --dropout-every for sensor-dropout rows")
+        return evaluate_gate_command(args, model, data, min_visibility)
 
     def run(source, label):
         print(f"evaluating {label} on {min(len(source), args.max_frames or len(source))} frames")

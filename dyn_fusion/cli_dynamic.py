@@ -1,5 +1,5 @@
 """The dynamic-fusion commands of ``dyn-fusion``: ``train-gates`` and ``compare``, and the gate
-options ``evaluate`` shares with them."""
+options ``evaluate`` shares with them (``evaluate --gate MODE``: one mode, same measurements)."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,10 @@ from pathlib import Path
 
 from fusion_core.config_io import ConfigError
 
-EXIT_POLICIES = ("last", "confidence", "budget", "error")
+EXIT_POLICIES = ("last", "confidence", "budget", "error", "deadline")
 
 
-def add_gate_options(p: argparse.ArgumentParser) -> None:
+def add_gate_options(p: argparse.ArgumentParser, dropout_every: int = 4) -> None:
     """Options choosing the gates file, device profile and exit policy (shared by evaluate and compare)."""
     p.add_argument("--gates", type=Path, default=None,
                    help="trained gates (.pt) for the knowledge, attention, loss and oracle modes")
@@ -23,7 +23,9 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
                    help="budget policy: mean head compute as a share of running every exit (thresholds from the gates' calibration)")
     p.add_argument("--exit-lam", type=float, default=0.05,
                    help="error policy (QuEE): error traded per GFLOP of head compute")
-    p.add_argument("--dropout-every", type=int, default=4,
+    p.add_argument("--deadline-ms", type=float, default=None,
+                   help="deadline policy: per-frame time budget from the frame's start, ms (stage times measured here first)")
+    p.add_argument("--dropout-every", type=int, default=dropout_every,
                    help="dropout rows re-run every Nth frame with one sensor removed (0 = no dropout rows)")
 
 
@@ -44,9 +46,32 @@ def add_commands(sub) -> None:
     add_gate_options(p)
 
 
-def _exit_policy(args, gates):
+def add_evaluate_gate_options(p: argparse.ArgumentParser) -> None:
+    """``evaluate``'s options for one dynamic mode (without --gate or an exit policy, evaluate
+    runs the batched static evaluation)."""
+    from fusion_core.gates.settings import GATE_MODES
+
+    p.add_argument("--gate", choices=GATE_MODES, default=None,
+                   help="evaluate one gate mode frame by frame, with energy and usage (needs --gates except static and late)")
+    p.add_argument("--k", type=int, default=2, help="attention gate: experts kept per frame")
+    p.add_argument("--gamma", type=float, default=0.5, help="loss and oracle gates: loss margin of the kept configurations")
+    p.add_argument("--lam", type=float, default=0.0, help="loss and oracle gates: loss units traded per joule of compute")
+    add_gate_options(p, dropout_every=0)
+
+
+def _exit_policy(args, gates, detector=None, frame=None):
+    """The exit policy the flags ask for. ``detector`` and ``frame`` (one full frame, batch 1) are
+    needed only by the deadline policy, whose stage times are measured on them."""
     from fusion_core.exits.policies import make_exit_policy
 
+    if args.exit_policy == "deadline":
+        from fusion_core.runtime.stage_timing import measure_stage_ms
+
+        if args.deadline_ms is None:
+            raise ConfigError("--exit-policy deadline needs --deadline-ms")
+        stage_ms = measure_stage_ms(detector, frame)
+        print("deadline policy: measured head stage times " + ", ".join(f"{t:.1f}" for t in stage_ms) + " ms")
+        return make_exit_policy("deadline", deadline_ms=args.deadline_ms, predicted_stage_ms=stage_ms)
     if args.exit_policy == "confidence":
         return make_exit_policy("confidence", thresholds=args.exit_threshold)
     if args.exit_policy in ("budget", "error"):
@@ -108,7 +133,6 @@ def compare_command(args) -> int:
     from fusion_core.runtime.cost_table import measure_cost_table
     from fusion_core.runtime.dynamic_fusion import DynamicFusion
     from fusion_core.training.checkpoint import load_detector
-    from fusion_core.training.data import BatchCollator
 
     detector = load_detector(args.checkpoint)
     gates = load_gates(args.gates, detector.config) if args.gates is not None else None
@@ -126,13 +150,12 @@ def compare_command(args) -> int:
         print("no --gates: comparing static and late only")
     frames = spread_indices(len(data), args.max_frames)
     dropout_frames = frames[:: args.dropout_every] if args.dropout_every > 0 else []
-    full = next((i for i in frames if all(data[i].present(s) for s in ("rgb", "depth", "lidar", "radar"))), None)
-    if full is None:
-        raise ConfigError(f"{args.data}: no frame has every detection sensor; the cost table needs one")
-    table = measure_cost_table(detector, gates, BatchCollator(detector.config)([data[full]]).inputs)
+    full = _full_frame(detector, data, frames, args.data)
+    table = measure_cost_table(detector, gates, full)
+    policy = _exit_policy(args, gates, detector, full)
     evaluations = []
     for mode in modes:
-        fusion = DynamicFusion(detector, gates, mode.settings, _exit_policy(args, gates), table, profile)
+        fusion = DynamicFusion(detector, gates, mode.settings, policy, table, profile)
         evaluations.append(evaluate_dynamic(fusion, data, mode.label, profile, frames=frames,
                                             dropout_frames=dropout_frames))
         e = evaluations[-1]
@@ -158,4 +181,64 @@ def compare_command(args) -> int:
     plot_exit_histogram(evaluations, args.out / "exit_histogram.png")
     print("\n" + markdown)
     print(f"results: {args.out / 'compare.json'}, {args.out / 'compare.md'}, plots in {args.out}")
+    return 0
+
+
+def _full_frame(detector, data, frames, where):
+    """ModelInputs of the first of ``frames`` with every detection sensor (the cost table and the
+    stage timing run on one)."""
+    from fusion_core.training.data import BatchCollator
+
+    full = next((i for i in frames if all(data[i].present(s) for s in ("rgb", "depth", "lidar", "radar"))), None)
+    if full is None:
+        raise ConfigError(f"{where}: no frame has every detection sensor; the cost table needs one")
+    return BatchCollator(detector.config)([data[full]]).inputs
+
+
+def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
+    """``dyn-fusion evaluate --gate MODE [--k --gamma --lam] [--exit-policy ...]``: one mode frame
+    by frame (batch 1, as on the robot): mAP per condition, joules and ms per frame, usage."""
+    from fusion_core.energy.profile import load_device_profile
+    from fusion_core.evaluation.compare import (
+        compare_markdown,
+        plot_exit_histogram,
+        plot_usage_heatmap,
+    )
+    from fusion_core.evaluation.dynamic_eval import evaluate_dynamic
+    from fusion_core.gates.modules import load_gates
+    from fusion_core.gates.settings import GateSettings
+    from fusion_core.runtime.cost_table import measure_cost_table
+    from fusion_core.runtime.dynamic_fusion import DynamicFusion
+
+    settings = GateSettings(mode=args.gate or "static", k=args.k, gamma=args.gamma, lam_per_j=args.lam)
+    gates = load_gates(args.gates, detector.config) if args.gates is not None else None
+    profile = load_device_profile(args.profile)
+    frames = list(range(min(len(data), args.max_frames or len(data))))
+    dropout_frames = frames[:: args.dropout_every] if args.dropout_every > 0 else []
+    full = _full_frame(detector, data, frames, args.data)
+    table = measure_cost_table(detector, gates, full)
+    try:
+        fusion = DynamicFusion(detector, gates, settings, _exit_policy(args, gates, detector, full), table, profile)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    label = {"attention": f"attention k={settings.k}", "loss": f"loss λ={settings.lam_per_j:g}",
+             "oracle": f"oracle λ={settings.lam_per_j:g}"}.get(settings.mode, settings.mode)
+    evaluation = evaluate_dynamic(fusion, data, label, profile, frames=frames, dropout_frames=dropout_frames,
+                                  min_visibility=min_visibility)
+    report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
+              "profile": profile.name, "exit_policy": args.exit_policy, "n_frames": len(frames),
+              "dropout_frames": len(dropout_frames), "min_visibility": min_visibility, "settings": vars(settings),
+              **evaluation.to_json()}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    markdown = compare_markdown([evaluation], profile.name)
+    print("\n" + markdown)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown)
+    if args.plots is not None:
+        args.plots.mkdir(parents=True, exist_ok=True)
+        plot_usage_heatmap(evaluation, detector.expert_names, args.plots / "usage.png")
+        plot_exit_histogram([evaluation], args.plots / "exit_histogram.png")
+    print(f"results: {args.json}")
     return 0

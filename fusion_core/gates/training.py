@@ -129,7 +129,7 @@ def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[F
                                                       c.learning_rate, c.seed)
 
     # 3. Attention gate through the frozen experts and head.
-    report.attention_losses = fit_attention_gate(detector, gates, frames, collator, progress)
+    report.attention_losses = fit_attention_gate(detector, gates, frames, collator, pooled_ctx, progress)
 
     # 4. Exit calibration on held-out frames.
     if calibration_frames is not None and len(calibration_frames):
@@ -158,7 +158,11 @@ def fit_loss_predictor(gates: GateModules, features: torch.Tensor, loss_table: t
 
 
 def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Sequence[FusionSample],
-                       collator: BatchCollator, progress: bool = True) -> list[float]:
+                       collator: BatchCollator, all_features: torch.Tensor, progress: bool = True) -> list[float]:
+    """Straight-through Gumbel top-k training of the attention gate through the frozen experts
+    and head. ``all_features``: (N, F) gate features of every training frame (the input scaler's
+    statistics). Each step draws its k from the config's list; the gate starts out as static
+    fusion (its scores are the detector's static logits), so it only has to learn departures."""
     c = gates.config.training
     gen = torch.Generator().manual_seed(c.seed)
     rng = np.random.default_rng([c.seed, 0xA77E])
@@ -166,6 +170,11 @@ def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Seq
     optimizer = torch.optim.AdamW(gate.parameters(), lr=c.learning_rate, weight_decay=1e-4)
     expert_params = torch.tensor([float(sum(p.numel() for p in ex.parameters())) for ex in detector.experts])
     energy_share = expert_params / expert_params.sum()  # parameter count tracks cost: every expert runs on one grid
+    gate.scaler.fit(all_features)
+    with torch.no_grad():
+        last = gate.body[-1]
+        last.weight.mul_(0.1)
+        last.bias.copy_(detector.expert_logits)
     history = []
     gate.train()
     for step in tqdm(range(c.attention_steps), desc="gates: attention", disable=not progress, leave=False):
@@ -176,15 +185,14 @@ def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Seq
             outputs = detector.expert_outputs(encoded, avail)
             context = gates.context_head(batch.inputs)
             feats = gate_features(encoded, context)
-        if step == 0:
-            gate.scaler.fit(feats)
         scores = gate(feats)
+        k = int(rng.choice(c.attention_k))
         if step < c.attention_warmup_steps:
-            weights = random_topk_weights(scores, avail, c.attention_k, gen)
+            weights = random_topk_weights(scores, avail, k, gen)
         else:
             tau = annealed_temperature(step - c.attention_warmup_steps, c.temperature_start, c.temperature_floor,
                                        c.temperature_decay_steps)
-            weights = gumbel_topk_weights(scores, avail, c.attention_k, tau, gen)
+            weights = gumbel_topk_weights(scores, avail, k, tau, gen)
         fused = detector.combine(outputs, weights, encoded.imu_context)
         exits, _ = detector.head(fused)
         loss = detection_loss(exits, batch.targets).total

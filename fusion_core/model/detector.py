@@ -108,11 +108,15 @@ class FusionDetector(nn.Module):
         return EncodedFrames(stems, present, self.imu(inputs.imu), inputs.signals, inputs.batch_size,
                              self.config.stem_channels)
 
-    def static_weights(self, active: torch.Tensor) -> torch.Tensor:
-        """(B, E) learned static fusion weights renormalised over the ``active`` (B, E) experts."""
+    def static_weights(self, active: torch.Tensor, logit_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, E) learned static fusion weights renormalised over the ``active`` (B, E) experts;
+        ``logit_noise`` (B, E), added to the logits, is training's weight jitter."""
         b, e = active.shape
+        logits = self.expert_logits.expand(b, e)
+        if logit_noise is not None:
+            logits = logits + logit_noise
         # A large negative rather than -inf: a frame with no active expert must not produce NaN.
-        return torch.softmax(self.expert_logits.expand(b, e).masked_fill(~active, -1e9), dim=1) * active
+        return torch.softmax(logits.masked_fill(~active, -1e9), dim=1) * active
 
     def expert_outputs(self, encoded: EncodedFrames, active: torch.Tensor) -> dict[int, torch.Tensor]:
         """Expert index -> (B, C, H, W) output, for the experts ``active`` (B, E) for some frame;
@@ -145,9 +149,11 @@ class FusionDetector(nn.Module):
         return self.combine(self.expert_outputs(encoded, active), weights, encoded.imu_context)
 
     def forward(self, inputs: ModelInputs, expert_mask: torch.Tensor | None = None,
-                last_exit: int | None = None, distill_students: bool = False) -> DetectorOutput:
+                last_exit: int | None = None, distill_students: bool = False,
+                expert_logit_noise: torch.Tensor | None = None) -> DetectorOutput:
         """Static fusion. ``expert_mask``: (E,) or (B, E) bool of experts allowed to run (default: all).
-        ``distill_students``: also return the early exits' self-distillation copies (training)."""
+        ``distill_students``: also return the early exits' self-distillation copies (training).
+        ``expert_logit_noise``: (B, E) jitter of the fusion weights (training; see ``static_weights``)."""
         b = inputs.batch_size
         e = len(self.experts)
         present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
@@ -159,7 +165,7 @@ class FusionDetector(nn.Module):
             active = active & mask.expand(b, e)
         needed = {s for k, ex in enumerate(self.experts) if bool(active[:, k].any()) for s in ex.sensors}
         encoded = self.encode(inputs, needed)
-        weights = self.static_weights(active)
+        weights = self.static_weights(active, expert_logit_noise)
         fused = self.fuse(encoded, active, weights)
         exits, students = self.head(fused, last_exit, distill_students)
         for k in range(len(exits)):

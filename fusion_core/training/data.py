@@ -56,6 +56,16 @@ def expert_mask_for_step(n_experts: int, seed: int, step: int, keep_prob: float,
     return torch.from_numpy(keep)
 
 
+def expert_logit_noise_for_step(batch_size: int, n_experts: int, seed: int, step: int, prob: float,
+                                std: float) -> torch.Tensor | None:
+    """(B, E) Gaussian noise for the static fusion logits of this step (each frame its own), or
+    None (no jitter this step) with probability 1 - ``prob``."""
+    rng = np.random.default_rng([seed, 0x7177, step])
+    if prob <= 0 or std <= 0 or rng.random() >= prob:
+        return None
+    return torch.from_numpy(rng.normal(0.0, std, (batch_size, n_experts)).astype(np.float32))
+
+
 class EpochSampler(Sampler):
     """Endless (epoch, index) pairs from ``start`` on. Each epoch shuffles blocks (a source's
     shards, read whole) and the frames inside each block; process ``rank`` of ``world`` takes

@@ -31,6 +31,7 @@ from fusion_core.training.data import (
     BatchCollator,
     EpochSampler,
     TrainingFrames,
+    expert_logit_noise_for_step,
     expert_mask_for_step,
     source_blocks,
 )
@@ -121,7 +122,9 @@ class Trainer:
         while self.step < c.steps:
             batch = next(batches)
             mask = expert_mask_for_step(len(self.model.experts), c.seed, self.step, c.expert_keep_prob, c.full_model_prob)
-            out = model(batch.inputs, expert_mask=mask, distill_students=c.distill_weight > 0)
+            noise = expert_logit_noise_for_step(batch.inputs.batch_size, len(self.model.experts), c.seed, self.step,
+                                                c.weight_jitter_prob, c.weight_jitter_std)
+            out = model(batch.inputs, expert_mask=mask, distill_students=c.distill_weight > 0, expert_logit_noise=noise)
             loss = detection_loss(out.exits, batch.targets, c.distill_weight, students=out.distill_students)
             self.optimizer.zero_grad(set_to_none=True)
             loss.total.backward()

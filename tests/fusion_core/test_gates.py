@@ -195,3 +195,22 @@ def test_train_gates_and_compare_commands(tiny_shards, tmp_path):
     static_budget = json.loads((budget / "compare.json").read_text())["modes"][0]
     assert sum(static_budget["exit_histogram"]) == 8 and static_budget["exit_histogram"][-1] < 8
     assert static_budget["cost"]["all"]["compute_j_per_frame"] < j["static"]
+
+    # evaluate --gate: one mode with a deadline. A generous deadline reaches the last exit; an
+    # impossible one reports exit 0 of every frame, each counted as a missed deadline.
+    n_exits = detector.config.n_exits
+    for deadline_ms, expect_exit in ((1e6, n_exits - 1), (1e-3, 0)):
+        js = tmp_path / f"eval_{deadline_ms:g}.json"
+        assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--gates", str(gates), "--data", str(tiny_shards),
+                         "--json", str(js), "--max-frames", "5", "--gate", "attention", "--k", "1",
+                         "--exit-policy", "deadline", "--deadline-ms", f"{deadline_ms:g}", "--no-cost"]) == 0
+        one = json.loads(js.read_text())
+        assert one["settings"] == {"mode": "attention", "k": 1, "gamma": 0.5, "lam_per_j": 0.0}
+        assert one["exit_histogram"][expect_exit] == 5
+        assert one["missed_deadlines"] == (5 if expect_exit == 0 else 0)
+        assert sum(one["usage"]["all"].values()) == pytest.approx(1.0)
+    # Modes that need gates say so instead of failing inside the runner.
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(tiny_shards), "--json",
+                     str(tmp_path / "x.json"), "--gate", "loss"]) == 2
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(tiny_shards), "--json",
+                     str(tmp_path / "x.json"), "--exit-policy", "deadline"]) == 2

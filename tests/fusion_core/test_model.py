@@ -72,6 +72,26 @@ def test_expert_mask_and_early_exit_skip_work(model, samples):
     assert torch.equal(out.active_experts, mask.expand(2, -1))
 
 
+def test_weight_jitter_perturbs_each_frame_but_keeps_the_active_experts(model, samples):
+    from fusion_core.training.data import expert_logit_noise_for_step
+
+    e = len(model.experts)
+    assert expert_logit_noise_for_step(2, e, 0, 5, prob=0.0, std=1.0) is None
+    noise = expert_logit_noise_for_step(2, e, 0, 5, prob=1.0, std=1.0)
+    assert noise.shape == (2, e) and torch.equal(noise, expert_logit_noise_for_step(2, e, 0, 5, 1.0, 1.0))
+    active = torch.ones(2, e, dtype=torch.bool)
+    active[1, 0] = False
+    with torch.no_grad():
+        plain, jittered = model.static_weights(active), model.static_weights(active, noise)
+    assert torch.allclose(jittered.sum(1), torch.ones(2)) and float(jittered[1, 0]) == 0.0
+    assert not torch.allclose(plain, jittered)
+    assert not torch.allclose(jittered[0, 1:] / jittered[0, 1:].sum(), jittered[1, 1:] / jittered[1, 1:].sum())
+    inputs = collate(samples, model.config.grid)
+    with torch.no_grad():
+        out = model(inputs, expert_logit_noise=noise)
+    assert torch.allclose(out.expert_weights, model.static_weights(out.active_experts, noise))
+
+
 def test_self_distillation_trains_only_the_early_exit_heads(samples):
     """The distillation term must not move anything the last exit depends on (issue 3 target)."""
     torch.manual_seed(0)
