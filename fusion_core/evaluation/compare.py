@@ -19,7 +19,7 @@ class CompareMode:
     settings: GateSettings
 
 
-def default_modes(k_values: Sequence[int] = (1, 2, 3, 7), lams_per_j: Sequence[float] = (0.0, 30.0, 100.0, 300.0),
+def default_modes(k_values: Sequence[int] = (1, 2, 3, 7), lams_per_j: Sequence[float] = (0.0, 5.0, 30.0, 100.0),
                   gamma: float = 0.5) -> list[CompareMode]:
     modes = [CompareMode("static", GateSettings(mode="static")), CompareMode("late", GateSettings(mode="late")),
              CompareMode("knowledge", GateSettings(mode="knowledge"))]
