@@ -43,7 +43,20 @@ def add_commands(sub) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="use N frames spread over the data (default all)")
     p.add_argument("--modes", default=None,
                    help="comma-separated labels of the default mode list to run (default: all of them)")
+    p.add_argument("--lams", type=_float_list, default=None,
+                   help="comma-separated λ of the loss and oracle columns, in the gates' target unit per joule "
+                        "(default 0,5,30,100 for detection_loss; detection_error lies in [0, 1]: try 0,0.5,2,5)")
     add_gate_options(p)
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers >= 0, got {text!r}")
+    return values
 
 
 def add_evaluate_gate_options(p: argparse.ArgumentParser) -> None:
@@ -138,7 +151,7 @@ def compare_command(args) -> int:
     gates = load_gates(args.gates, detector.config) if args.gates is not None else None
     profile = load_device_profile(args.profile)
     data = open_source(args.data)
-    modes = default_modes()
+    modes = default_modes() if args.lams is None else default_modes(lams_per_j=args.lams)
     if args.modes is not None:
         wanted = [m.strip() for m in args.modes.split(",") if m.strip()]
         unknown = [w for w in wanted if w not in {m.label for m in modes}]

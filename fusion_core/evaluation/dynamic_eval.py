@@ -109,12 +109,12 @@ def evaluate_dynamic(fusion: DynamicFusion, source: Sequence[FusionSample], labe
                 continue
             sample = sample.without(drop, "evaluation:dropout")
         batch = collator([sample])
-        result = fusion.run_frame(batch.inputs, batch.targets)
+        gt = batch.gt_boxes[0]
+        keep = in_region(gt, det.config.grid)
+        result = fusion.run_frame(batch.inputs, batch.targets, gt[keep & ~batch.gt_hidden[0]])
         flops = fusion.cost_table.frame_flops(result.components)
         sensors_on = [s for s in (*DETECTION_SENSORS, "imu") if sample.present(s)]
         energy = frame_energy(profile, flops, sensors_on, frame_period_s, result.latency_ms)
-        gt = batch.gt_boxes[0]
-        keep = in_region(gt, det.config.grid)
         tally = main if drop is None else dropout[drop]
         groups = ("all", *frame_groups(sample)) if drop is None else ("all",)
         tally.evaluator.add_frame(result.boxes, gt[keep], groups[1:], ignore=batch.gt_hidden[0][keep])

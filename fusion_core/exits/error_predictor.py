@@ -18,7 +18,10 @@ import numpy as np
 import torch
 
 from fusion_core.boxes import BOX_DIM, CLASS_ID, SCORE, X, Y
-from fusion_core.evaluation.average_precision import match_frame_class
+from fusion_core.evaluation.average_precision import (
+    DEFAULT_THRESHOLDS_M,
+    match_frame_class,
+)
 
 _MIN_FEATURE_STD = 1e-6  # constant features (e.g. one confidence value everywhere) are left unscaled
 
@@ -50,6 +53,17 @@ def frame_detection_error(detections: np.ndarray, ground_truth: np.ndarray, matc
                                gt[:, [X, Y]].astype(np.float64), radius)
         true_positives += int(tp.sum())
     return 1.0 - 2.0 * true_positives / total
+
+
+def mean_frame_detection_error(detections: np.ndarray, ground_truth: np.ndarray,
+                               match_distances_m: tuple[float, ...] = DEFAULT_THRESHOLDS_M,
+                               score_threshold: float = 0.3) -> float:
+    """:func:`frame_detection_error` averaged over the AP distance thresholds (metres), so a box
+    found but misplaced by 1.5 m counts as half right, as it does in mAP."""
+    if not match_distances_m:
+        raise ValueError("match_distances_m: at least one distance is needed")
+    return float(np.mean([frame_detection_error(detections, ground_truth, d, score_threshold)
+                          for d in match_distances_m]))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fusion_core.config_io import ConfigError, load_yaml, param
 from fusion_core.gates.context_head import CONDITIONS
+from fusion_core.gates.frame_target import FRAME_TARGETS
 from fusion_core.gates.loss_gate import ExpertConfiguration
 
 
@@ -31,6 +32,8 @@ class GateTrainConfig:
     temperature_floor: float = param(0.3, "lowest temperature (colder: vanishing gradients)", lo=0.01)
     temperature_decay_steps: int = param(250, "steps from the start temperature to the floor", lo=0)
     energy_weight: float = param(0.0, "attention: loss added per unit of expected expert energy share (energy-aware objective)", lo=0.0)
+    loss_target: str = param("detection_loss", "what the loss predictor learns and the oracle minimises per configuration "
+                             "(gates/frame_target.py); λ and γ are in its unit", choices=FRAME_TARGETS)
     loss_predictor_steps: int = param(1500, "optimiser steps of the loss predictor", lo=1)
     learning_rate: float = param(2e-3, "AdamW learning rate of every gate stage", lo=1e-6, hi=1.0)
 

@@ -27,9 +27,10 @@ from fusion_core.gates.context_head import (
     score_context,
 )
 from fusion_core.gates.fitting import fit_full_batch
+from fusion_core.gates.frame_target import frame_target, visible_ground_truth
 from fusion_core.gates.modules import GateModules, gate_features
 from fusion_core.model.detector import FusionDetector
-from fusion_core.model.loss import detection_loss, per_frame_detection_loss
+from fusion_core.model.loss import detection_loss
 from fusion_core.training.data import BatchCollator, TrainingBatch, drop_sensors
 
 
@@ -98,7 +99,7 @@ def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[F
     with torch.no_grad():
         report.context_train_accuracy = score_context(gates.context_head.estimate(x, labels.present), labels).to_json()
 
-    # 2. Loss predictor data: every configuration's per-frame loss at the last exit.
+    # 2. Loss predictor data: every configuration's per-frame target (loss or error) at the last exit.
     masks = gates.configuration_masks
     feats, losses, available = [], [], []
     order = np.arange(len(frames))
@@ -111,11 +112,12 @@ def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[F
             context = gates.context_head(batch.inputs)
             feats.append(gate_features(encoded, context))
             per_conf, conf_avail = [], []
+            visible = visible_ground_truth(batch, detector.config.grid)
             for mask in masks:
                 active = avail & mask[None]
                 fused = detector.combine(outputs, detector.static_weights(active), encoded.imu_context)
                 exits, _ = detector.head(fused)
-                per_conf.append(per_frame_detection_loss(exits[-1], batch.targets))
+                per_conf.append(frame_target(c.loss_target, exits[-1], batch.targets, visible, detector.config))
                 conf_avail.append(active.any(1))
             losses.append(torch.stack(per_conf, 1))
             available.append(torch.stack(conf_avail, 1))

@@ -20,6 +20,7 @@ from fusion_core.boxes import empty_boxes
 from fusion_core.energy.profile import DeviceProfile
 from fusion_core.exits.confidence import frame_confidence
 from fusion_core.exits.policies import ExitPolicy, LastExit
+from fusion_core.gates.frame_target import frame_target
 from fusion_core.gates.knowledge import expert_sensor_matrix, knowledge_active
 from fusion_core.gates.loss_gate import choose_configuration
 from fusion_core.gates.modules import GateModules, gate_features
@@ -29,7 +30,6 @@ from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import EncodedFrames, FusionDetector
 from fusion_core.model.head import ExitOutput
 from fusion_core.model.inputs import ModelInputs
-from fusion_core.model.loss import per_frame_detection_loss
 from fusion_core.model.targets import DetectionTargets
 from fusion_core.runtime.cost_table import CostTable
 
@@ -102,13 +102,18 @@ class DynamicFusion:
 
     # ------------------------------------------------------------------ one frame
     @torch.no_grad()
-    def run_frame(self, inputs: ModelInputs, targets: DetectionTargets | None = None) -> FrameResult:
-        """One frame (batch 1). ``targets`` only for the oracle (it needs ground truth)."""
+    def run_frame(self, inputs: ModelInputs, targets: DetectionTargets | None = None,
+                  visible_ground_truth: np.ndarray | None = None) -> FrameResult:
+        """One frame (batch 1). Only the oracle reads ground truth: ``targets`` and, when the gates
+        were trained on the detection_error target, ``visible_ground_truth`` (G, BOX_DIM), the
+        boxes that count (in the detection region, not hidden)."""
         if inputs.batch_size != 1:
             raise ValueError(f"run_frame takes one frame, got a batch of {inputs.batch_size}")
         mode = self.settings.mode
         if mode == "oracle" and targets is None:
             raise ValueError("the oracle gate needs ground-truth targets")
+        if mode == "oracle" and self.gates.config.training.loss_target == "detection_error" and visible_ground_truth is None:
+            raise ValueError("the oracle of gates trained on detection_error needs the visible ground-truth boxes")
         start = time.perf_counter()
         components: Counter[str] = Counter()
         det = self.detector
@@ -143,7 +148,7 @@ class DynamicFusion:
                     components["gate:loss"] += 1
                     loss = self.gates.loss_predictor(gate_features(encoded, context))
                 else:
-                    loss = self._true_configuration_losses(encoded, available, targets)
+                    loss = self._true_configuration_losses(encoded, available, targets, visible_ground_truth)
                 choice = int(choose_configuration(loss, conf_available, self.configuration_energy_j,
                                                   self.settings.gamma, self.settings.lam_per_j)[0])
                 configuration = self.gates.configuration_names[choice]
@@ -189,9 +194,12 @@ class DynamicFusion:
         raise AssertionError("the last exit always stops")  # pragma: no cover - ExitPolicy guarantees it
 
     def _true_configuration_losses(self, encoded: EncodedFrames, available: torch.Tensor,
-                                   targets: DetectionTargets) -> torch.Tensor:
-        """(1, C) last-exit loss of every configuration against ground truth (the oracle's view;
-        its work is not charged to the frame: the oracle is a bound, not a system)."""
+                                   targets: DetectionTargets, visible_ground_truth: np.ndarray | None) -> torch.Tensor:
+        """(1, C) last-exit target (the gates' loss_target) of every configuration against ground
+        truth (the oracle's view; its work is not charged to the frame: the oracle is a bound, not
+        a system)."""
+        kind = self.gates.config.training.loss_target
+        visible = None if visible_ground_truth is None else [visible_ground_truth]
         det = self.detector
         calls = Counter(det.calls)
         outputs = det.expert_outputs(encoded, available)
@@ -202,7 +210,7 @@ class DynamicFusion:
                 losses.append(torch.full((1,), float("inf")))
                 continue
             exits, _ = det.head(det.combine(outputs, det.static_weights(active), encoded.imu_context))
-            losses.append(per_frame_detection_loss(exits[-1], targets))
+            losses.append(frame_target(kind, exits[-1], targets, visible, det.config))
         det.calls.clear()
         det.calls.update(calls)
         return torch.stack(losses, 1)

@@ -126,6 +126,54 @@ def test_gates_train_and_round_trip(trained, tmp_path):
         load_gates(tmp_path / "bad.pt", detector.config)
 
 
+def test_detection_error_target_trains_the_loss_gate_and_steers_the_oracle(tiny_shards):
+    """With ``loss_target: detection_error`` the loss table is 1 - F1 in [0, 1], and the oracle
+    at λ = 0 runs the configuration with the lowest true error on the frame."""
+    import dataclasses
+
+    import numpy as np
+
+    from fusion_core.gates.frame_target import frame_target, visible_ground_truth
+
+    torch.manual_seed(0)
+    model_config = load_model_config("configs/model/tiny.yaml")
+    detector = FusionDetector(model_config).eval()
+    config = load_gates_config("configs/gates/tiny.yaml")
+    config = dataclasses.replace(config, training=dataclasses.replace(config.training, loss_target="detection_error"))
+    gates = GateModules(config, model_config)
+    source = ShardSource(tiny_shards)
+    report = train_gates(detector, gates, source, progress=False)
+    assert all(0.0 <= v <= 1.0 for v in report.configuration_mean_loss.values())
+
+    # The oracle needs a detector whose configurations differ on a frame: the shipped one (the
+    # oracle reads no learned gate weights, only the configurations and the target).
+    from fusion_core.training.checkpoint import load_detector
+
+    detector = load_detector("models/default.pt")
+    config = load_gates_config("configs/gates/default.yaml")
+    config = dataclasses.replace(config, training=dataclasses.replace(config.training, loss_target="detection_error"))
+    gates = GateModules(config, detector.config)
+    batch = BatchCollator(detector.config)([source[40]])
+    visible = visible_ground_truth(batch, detector.config.grid)
+    table = measure_cost_table(detector, gates, batch.inputs)
+    fusion = DynamicFusion(detector, gates, GateSettings(mode="oracle", lam_per_j=0.0, gamma=10.0), cost_table=table,
+                           profile=load_device_profile("jetson_orin"))
+    with pytest.raises(ValueError, match="visible ground-truth"):
+        fusion.run_frame(batch.inputs, batch.targets)
+    result = fusion.run_frame(batch.inputs, batch.targets, visible[0])
+    errors = []
+    with torch.no_grad():
+        encoded = detector.encode(batch.inputs)
+        available = detector.available_experts(encoded.present)
+        outputs = detector.expert_outputs(encoded, available)
+        for mask in gates.configuration_masks:
+            active = available & mask[None]
+            exits, _ = detector.head(detector.combine(outputs, detector.static_weights(active), encoded.imu_context))
+            errors.append(float(frame_target("detection_error", exits[-1], batch.targets, visible, detector.config)[0]))
+    assert min(errors) < max(errors)  # the frame tells the configurations apart
+    assert result.configuration == gates.configuration_names[int(np.argmin(errors))]
+
+
 @pytest.mark.parametrize("mode", ["static", "late", "knowledge", "attention", "loss", "oracle"])
 def test_every_gate_mode_runs_only_what_it_chose(trained, mode):
     detector, gates, source, _ = trained

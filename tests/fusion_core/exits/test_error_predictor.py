@@ -11,6 +11,7 @@ from fusion_core.exits.error_predictor import (
     ErrorPredictorConfig,
     fit_error_predictor,
     frame_detection_error,
+    mean_frame_detection_error,
 )
 
 
@@ -45,6 +46,16 @@ def test_hand_computed_f1():
     assert frame_detection_error(det, gt) == pytest.approx(0.5)
     assert frame_detection_error(det, gt, match_distance_m=4.0) == pytest.approx(0.0)
     assert frame_detection_error(det, gt, score_threshold=0.05) == pytest.approx(1 - 2 / 5)
+
+
+def test_mean_error_over_the_ap_distances():
+    gt = boxes([(0, 0, 0, 1.0), (10, 0, 1, 1.0)])
+    det = boxes([(1.5, 0, 0, 0.9), (10, 0, 1, 0.8)])  # the car 1.5 m off, the pedestrian exact
+    # 0.5 m and 1 m: one TP of 2 + 2 (error 0.5); 2 m and 4 m: both found (error 0)
+    assert mean_frame_detection_error(det, gt) == pytest.approx(0.25)
+    assert mean_frame_detection_error(det, gt, (0.5,)) == pytest.approx(frame_detection_error(det, gt, 0.5))
+    with pytest.raises(ValueError, match="at least one"):
+        mean_frame_detection_error(det, gt, ())
 
 
 def test_class_and_duplicates():
