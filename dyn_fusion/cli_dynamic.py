@@ -68,7 +68,7 @@ def add_evaluate_gate_options(p: argparse.ArgumentParser) -> None:
                    help="evaluate one gate mode frame by frame, with energy and usage (needs --gates except static and late)")
     p.add_argument("--k", type=int, default=2, help="attention gate: experts kept per frame")
     p.add_argument("--gamma", type=float, default=0.5, help="loss and oracle gates: loss margin of the kept configurations")
-    p.add_argument("--lam", type=float, default=0.0, help="loss and oracle gates: loss units traded per joule of compute")
+    p.add_argument("--lam", type=float, default=0.0, help="loss and oracle gates: units of the gates' loss target (loss or error) traded per joule of compute")
     add_gate_options(p, dropout_every=0)
 
 

@@ -163,8 +163,9 @@ def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Seq
                        collator: BatchCollator, all_features: torch.Tensor, progress: bool = True) -> list[float]:
     """Straight-through Gumbel top-k training of the attention gate through the frozen experts
     and head. ``all_features``: (N, F) gate features of every training frame (the input scaler's
-    statistics). Each step draws its k from the config's list; the gate starts out as static
-    fusion (its scores are the detector's static logits), so it only has to learn departures."""
+    statistics). Each step draws its k from the config's list. The gate starts out close to static
+    fusion (output bias = the detector's static logits, output weights scaled down), so it only
+    has to learn departures from it."""
     c = gates.config.training
     gen = torch.Generator().manual_seed(c.seed)
     rng = np.random.default_rng([c.seed, 0xA77E])
