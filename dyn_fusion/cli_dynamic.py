@@ -123,7 +123,7 @@ def train_gates_command(args) -> int:
     save_gates(args.out, gates, {"checkpoint": str(args.checkpoint), "data": str(args.data), **report.to_json()})
     acc = report.context_train_accuracy["condition_accuracy"]
     print("context head, training accuracy per condition: " + ", ".join(f"{c} {a:.2f}" for c, a in acc.items()))
-    print("mean last-exit loss per configuration: "
+    print(f"mean last-exit {gates.config.training.loss_target.replace('_', ' ')} per configuration: "
           + ", ".join(f"{c} {v:.2f}" for c, v in report.configuration_mean_loss.items()))
     print(f"exit calibration: {report.exit_calibration_frames} held-out frames")
     print(f"gates: {args.out}")
