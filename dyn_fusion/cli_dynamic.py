@@ -214,6 +214,7 @@ def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     from fusion_core.energy.profile import load_device_profile
     from fusion_core.evaluation.compare import (
         compare_markdown,
+        mode_label,
         plot_exit_histogram,
         plot_usage_heatmap,
     )
@@ -234,9 +235,7 @@ def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
         fusion = DynamicFusion(detector, gates, settings, _exit_policy(args, gates, detector, full), table, profile)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    label = {"attention": f"attention k={settings.k}", "loss": f"loss λ={settings.lam_per_j:g}",
-             "oracle": f"oracle λ={settings.lam_per_j:g}"}.get(settings.mode, settings.mode)
-    evaluation = evaluate_dynamic(fusion, data, label, profile, frames=frames, dropout_frames=dropout_frames,
+    evaluation = evaluate_dynamic(fusion, data, mode_label(settings), profile, frames=frames, dropout_frames=dropout_frames,
                                   min_visibility=min_visibility)
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
               "profile": profile.name, "exit_policy": args.exit_policy, "n_frames": len(frames),

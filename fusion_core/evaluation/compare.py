@@ -19,14 +19,21 @@ class CompareMode:
     settings: GateSettings
 
 
+def mode_label(settings: GateSettings) -> str:
+    """The column name of a mode: "static", "attention k=2", "loss λ=5", ..."""
+    if settings.mode == "attention":
+        return f"attention k={settings.k}"
+    if settings.mode in ("loss", "oracle"):
+        return f"{settings.mode} λ={settings.lam_per_j:g}"
+    return settings.mode
+
+
 def default_modes(k_values: Sequence[int] = (1, 2, 3, 7), lams_per_j: Sequence[float] = (0.0, 5.0, 30.0, 100.0),
                   gamma: float = 0.5) -> list[CompareMode]:
-    modes = [CompareMode("static", GateSettings(mode="static")), CompareMode("late", GateSettings(mode="late")),
-             CompareMode("knowledge", GateSettings(mode="knowledge"))]
-    modes += [CompareMode(f"attention k={k}", GateSettings(mode="attention", k=k)) for k in k_values]
-    modes += [CompareMode(f"loss λ={lam:g}", GateSettings(mode="loss", gamma=gamma, lam_per_j=lam)) for lam in lams_per_j]
-    modes += [CompareMode(f"oracle λ={lam:g}", GateSettings(mode="oracle", gamma=gamma, lam_per_j=lam)) for lam in lams_per_j]
-    return modes
+    settings = [GateSettings(mode="static"), GateSettings(mode="late"), GateSettings(mode="knowledge")]
+    settings += [GateSettings(mode="attention", k=k) for k in k_values]
+    settings += [GateSettings(mode=m, gamma=gamma, lam_per_j=lam) for m in ("loss", "oracle") for lam in lams_per_j]
+    return [CompareMode(mode_label(s), s) for s in settings]
 
 
 def row_groups(evaluations: Sequence[ModeEvaluation]) -> list[str]:

@@ -25,6 +25,18 @@ def in_region(boxes: np.ndarray, grid: BevGridConfig) -> np.ndarray:
     return (x >= grid.x_min_m) & (x < grid.x_max_m) & (y >= grid.y_min_m) & (y < grid.y_max_m)
 
 
+def visible_ground_truth(gt_boxes: Sequence[np.ndarray | None], gt_hidden: Sequence[np.ndarray | None],
+                         grid: BevGridConfig, purpose: str) -> list[np.ndarray]:
+    """Per frame the (G, BOX_DIM) ground truth that counts: inside the detection region and not
+    hidden behind other objects. ValueError naming ``purpose`` for a frame without ground truth."""
+    out = []
+    for gt, hidden in zip(gt_boxes, gt_hidden):
+        if gt is None:
+            raise ValueError(f"{purpose} needs ground truth on every frame")
+        out.append(gt[in_region(gt, grid) & ~hidden])
+    return out
+
+
 class SensorSubset(Sequence):
     """A view of a source in which only ``keep`` of the detection sensors are present (the
     others absent as "evaluation:not_selected"); the IMU, context rather than detection, stays."""

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY, FusionSample
-from fusion_core.evaluation.model_eval import in_region
+from fusion_core.evaluation.model_eval import visible_ground_truth
 from fusion_core.exits.confidence import exit_confidences
 from fusion_core.exits.error_predictor import (
     ErrorPredictor,
@@ -72,11 +72,9 @@ def calibrate_exits(detector: FusionDetector, frames: Sequence[FusionSample], he
             out = detector(batch.inputs)
             confidences.append(exit_confidences(out.exits))
             per_exit = [decode_exit(e, grid, cfg.max_detections, cfg.score_threshold, out.has_input) for e in out.exits]
-            for f, (gt, hidden) in enumerate(zip(batch.gt_boxes, batch.gt_hidden)):
-                if gt is None:
-                    raise ValueError("exit calibration needs ground truth on every frame")
-                visible = gt[in_region(gt, grid) & ~hidden]
-                errors.append([frame_detection_error(boxes[f], visible) for boxes in per_exit])
+            visible = visible_ground_truth(batch.gt_boxes, batch.gt_hidden, grid, "exit calibration")
+            for f, gt in enumerate(visible):
+                errors.append([frame_detection_error(boxes[f], gt) for boxes in per_exit])
     conf = torch.cat(confidences)
     err = torch.tensor(np.asarray(errors), dtype=torch.float64)
     return ExitCalibration(conf, err, tuple(float(f) for f in head_flops), fit_error_predictor(conf, err))

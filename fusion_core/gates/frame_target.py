@@ -18,14 +18,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from fusion_core.evaluation.model_eval import in_region
 from fusion_core.exits.error_predictor import mean_frame_detection_error
 from fusion_core.model.config import ModelConfig
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.head import ExitOutput
 from fusion_core.model.loss import per_frame_detection_loss
 from fusion_core.model.targets import DetectionTargets
-from fusion_core.training.data import TrainingBatch
 
 FRAME_TARGETS: tuple[str, ...] = ("detection_loss", "detection_error")
 
@@ -47,13 +45,3 @@ def frame_target(kind: str, output: ExitOutput, targets: DetectionTargets,
     return torch.tensor([mean_frame_detection_error(d, g) for d, g in zip(boxes, visible_ground_truth)],
                         dtype=torch.float32)
 
-
-def visible_ground_truth(batch: TrainingBatch, grid) -> list[np.ndarray]:
-    """Per frame of ``batch`` the (G, BOX_DIM) ground truth that counts in evaluation: inside the
-    detection region and not hidden behind other objects."""
-    out = []
-    for gt, hidden in zip(batch.gt_boxes, batch.gt_hidden):
-        if gt is None:
-            raise ValueError("the detection_error target needs ground truth on every frame")
-        out.append(gt[in_region(gt, grid) & ~hidden])
-    return out

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from fusion_core.data.open_source import spread_indices
 from fusion_core.data.sample import FusionSample
+from fusion_core.evaluation.model_eval import visible_ground_truth
 from fusion_core.exits.calibration import calibrate_exits
 from fusion_core.gates.attention import (
     annealed_temperature,
@@ -27,7 +28,7 @@ from fusion_core.gates.context_head import (
     score_context,
 )
 from fusion_core.gates.fitting import fit_full_batch
-from fusion_core.gates.frame_target import frame_target, visible_ground_truth
+from fusion_core.gates.frame_target import frame_target
 from fusion_core.gates.modules import GateModules, gate_features
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.loss import detection_loss
@@ -112,7 +113,7 @@ def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[F
             context = gates.context_head(batch.inputs)
             feats.append(gate_features(encoded, context))
             per_conf, conf_avail = [], []
-            visible = visible_ground_truth(batch, detector.config.grid)
+            visible = visible_ground_truth(batch.gt_boxes, batch.gt_hidden, detector.config.grid, "gate training")
             for mask in masks:
                 active = avail & mask[None]
                 fused = detector.combine(outputs, detector.static_weights(active), encoded.imu_context)

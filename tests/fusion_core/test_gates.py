@@ -133,7 +133,8 @@ def test_detection_error_target_trains_the_loss_gate_and_steers_the_oracle(tiny_
 
     import numpy as np
 
-    from fusion_core.gates.frame_target import frame_target, visible_ground_truth
+    from fusion_core.evaluation.model_eval import visible_ground_truth
+    from fusion_core.gates.frame_target import frame_target
 
     torch.manual_seed(0)
     model_config = load_model_config("configs/model/tiny.yaml")
@@ -154,7 +155,7 @@ def test_detection_error_target_trains_the_loss_gate_and_steers_the_oracle(tiny_
     config = dataclasses.replace(config, training=dataclasses.replace(config.training, loss_target="detection_error"))
     gates = GateModules(config, detector.config)
     batch = BatchCollator(detector.config)([source[40]])
-    visible = visible_ground_truth(batch, detector.config.grid)
+    visible = visible_ground_truth(batch.gt_boxes, batch.gt_hidden, detector.config.grid, "the oracle")
     table = measure_cost_table(detector, gates, batch.inputs)
     fusion = DynamicFusion(detector, gates, GateSettings(mode="oracle", lam_per_j=0.0, gamma=10.0), cost_table=table,
                            profile=load_device_profile("jetson_orin"))
