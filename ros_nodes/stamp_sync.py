@@ -46,8 +46,18 @@ and later:
                      drops the oldest pending frame
 
 A role can be put in standby (sensor powered down): frames do not wait for it; a message of it
-that is already there is still used, otherwise it is absent with reason "standby". The pivot
-cannot be in standby: without pivot messages there are no frames.
+that is already there is still used, otherwise it is absent with reason "standby".
+
+Pivot fallback. Without pivot messages there are no frames, so a dead pivot (the LiDAR failing
+mid-run) would silence the whole stack. When the pivot has been silent for ``pivot_timeout_s``
+of stamp time (the newest stamp of any role minus the pivot's newest, or minus the first stamp
+seen if it never spoke), the first role of ``fallback_pivots`` that is live (spoke within
+``pivot_timeout_s``) and not in standby becomes the pivot; as soon as a role earlier in the order
+``(pivot, *fallback_pivots)`` speaks again, it takes the pivot back. At a switch the frames
+pending on the old pivot are emitted at once (partners still missing are absent with
+"timeout"), then the new pivot's pending messages define the next frames; no message is lost
+or counted twice. Putting the pivot itself in standby hands the pivot to the first fallback
+that is not in standby (ValueError if there is none). ``pivot_changes`` records every switch.
 """
 from __future__ import annotations
 
@@ -98,6 +108,11 @@ class StampSyncConfig:
                                 lo=0.0, hi=10.0)
     wait_for_nearest: bool = param(True, "wait until no nearer partner can come (False: emit on the first "
                                          "partner within tolerance, lower latency)")
+    fallback_pivots: tuple[str, ...] = param((),
+                                             "roles that take over as pivot, in this order, while the pivot is "
+                                             "silent (() = none)")
+    pivot_timeout_s: float = param(0.3, "stamp time the pivot may be silent before a live fallback takes over",
+                                   lo=0.0, hi=60.0)
 
     def __post_init__(self):
         if isinstance(self.roles, str) or not all(isinstance(r, str) and r for r in self.roles):
@@ -128,6 +143,18 @@ class StampSyncConfig:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")
         if not isinstance(self.wait_for_nearest, bool):
             raise ConfigError(f"wait_for_nearest: expected true/false, got {self.wait_for_nearest!r}")
+        if isinstance(self.fallback_pivots, str):
+            raise ConfigError(f"fallback_pivots: expected a list of role names, got {self.fallback_pivots!r}")
+        object.__setattr__(self, "fallback_pivots", tuple(self.fallback_pivots))
+        for role in self.fallback_pivots:
+            if role not in self.roles or role in (self.pivot, self.imu_role):
+                raise ConfigError(f"fallback_pivots: {role!r} must be one of the roles other than the pivot and "
+                                  f"the IMU role ({self.roles!r})")
+        if len(set(self.fallback_pivots)) != len(self.fallback_pivots):
+            raise ConfigError(f"fallback_pivots: duplicate role names in {self.fallback_pivots!r}")
+        value = self.pivot_timeout_s
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"pivot_timeout_s: expected a finite number > 0, got {value!r}")
 
     @property
     def tolerance_ns(self) -> int:
@@ -141,6 +168,10 @@ class StampSyncConfig:
     def imu_window_ns(self) -> int:
         return seconds_to_ns(self.imu_window_s)
 
+    @property
+    def pivot_timeout_ns(self) -> int:
+        return seconds_to_ns(self.pivot_timeout_s)
+
 
 @dataclass(frozen=True)
 class SyncedFrame:
@@ -148,6 +179,7 @@ class SyncedFrame:
     role, when it has samples) ``imu``."""
 
     stamp_ns: int                     # the pivot's header stamp [ns]
+    pivot: str                        # the role that was the pivot (see "Pivot fallback")
     messages: dict[str, Any]          # one-message role (pivot included) -> its message
     stamps_ns: dict[str, int]         # role -> header stamp [ns] of messages[role]
     imu: list[tuple[int, Any]]        # (stamp_ns, sample) of the IMU window, oldest first
@@ -196,14 +228,19 @@ class StampSynchroniser:
         self._max_wait = config.max_wait_ns
         self._window = config.imu_window_ns
         self._imu = config.imu_role or None
-        self._partner_roles = tuple(r for r in config.roles if r not in (config.pivot, self._imu))
+        self._preference = (config.pivot, *config.fallback_pivots)  # pivot candidates, best first
+        self._rank = {role: i for i, role in enumerate(self._preference)}
+        self._pivot_timeout = config.pivot_timeout_ns
         self._queues = {role: _Queue() for role in config.roles}  # the pivot's queue = the pending frames
         self._standby: set[str] = set()
+        self.pivot_changes: list[tuple[int, str, str]] = []  # (stamp time [ns], from role, to role)
+        self._set_pivot(config.pivot)
         self._reset_time()
 
     def _reset_time(self) -> None:
         self._high_ns: dict[str, int] = {}   # newest accepted stamp per role: its stream has reached it
         self._now_ns: int | None = None      # newest accepted stamp of any role: the clock of max_wait
+        self._first_ns: int | None = None    # first accepted stamp: a pivot that never spoke is silent since
         self._last_ns: int | None = None     # pivot stamp of the last emitted frame
         # recently accepted stamps per role, an insertion-ordered set capped at 4 queues' worth so
         # memory stays bounded even when no frame is emitted (a duplicate older than that is not
@@ -215,6 +252,11 @@ class StampSynchroniser:
     def standby(self) -> frozenset[str]:
         """Roles currently in standby."""
         return frozenset(self._standby)
+
+    @property
+    def pivot(self) -> str:
+        """The role whose messages define the frames now (the configured pivot or a fallback)."""
+        return self._pivot
 
     def add(self, role: str, stamp_ns: int, msg: Any) -> list[SyncedFrame]:
         """Take one message of ``role`` stamped ``stamp_ns`` (header stamp, integer ns); return the
@@ -232,9 +274,12 @@ class StampSynchroniser:
             del seen[next(iter(seen))]
         self._high_ns[role] = max(self._high_ns.get(role, stamp), stamp)
         self._now_ns = stamp if self._now_ns is None else max(self._now_ns, stamp)
+        if self._first_ns is None:
+            self._first_ns = stamp
         queue.insert(stamp, msg)
+        frames = self._check_pivot(role)
         # emit before trimming: the message may complete a frame that takes the oldest entry
-        frames = self._emit_ready(force=False)
+        frames += self._emit_ready(force=False)
         if len(queue) > self._limit(role):
             self._drop(role, "queue_overflow", len(queue.take_until(len(queue) - self._limit(role))))
             frames += self._emit_ready(force=False)  # a dropped head frame may unblock the next one
@@ -244,13 +289,18 @@ class StampSynchroniser:
         """Put ``role`` in standby (frames stop waiting for it) or take it out; returns the frames
         that were waiting only for it."""
         self._queue(role)
-        if role == self.config.pivot:
-            raise ValueError(f"the pivot role {role!r} cannot be in standby: its messages define the frames")
         if not on:
             self._standby.discard(role)
             return []
+        frames = []
+        if role == self._pivot:
+            heir = next((r for r in self._preference if r != role and r not in self._standby), None)
+            if heir is None:
+                raise ValueError(f"the pivot role {role!r} cannot be in standby: no fallback pivot is awake "
+                                 f"to define the frames (fallback_pivots: {self.config.fallback_pivots!r})")
+            frames = self._switch_pivot(heir)
         self._standby.add(role)
-        return self._emit_ready(force=False)
+        return frames + self._emit_ready(force=False)
 
     def flush(self) -> list[SyncedFrame]:
         """Emit every pending frame now (end of a bag, shutdown); roles that could still have
@@ -275,6 +325,33 @@ class StampSynchroniser:
         return sum(len(q) for q in self._queues.values())
 
     # ------------------------------------------------------------------ internals
+    def _set_pivot(self, role: str) -> None:
+        self._pivot = role
+        self._partner_roles = tuple(r for r in self.config.roles if r not in (role, self._imu))
+
+    def _switch_pivot(self, role: str) -> list[SyncedFrame]:
+        """Emit the frames pending on the old pivot, then let ``role`` define the frames."""
+        frames = self._emit_ready(force=True)
+        self.pivot_changes.append((self._now_ns if self._now_ns is not None else 0, self._pivot, role))
+        self._set_pivot(role)
+        return frames
+
+    def _check_pivot(self, role: str) -> list[SyncedFrame]:
+        """Switch the pivot if ``role`` (which just spoke) outranks it, or if it has gone silent."""
+        rank = self._rank
+        if role in rank and rank[role] < rank[self._pivot] and role not in self._standby:
+            return self._switch_pivot(role)
+        silent_since = self._high_ns.get(self._pivot, self._first_ns)
+        if self._now_ns - silent_since <= self._pivot_timeout:
+            return []
+        for candidate in self._preference:
+            if candidate == self._pivot or candidate in self._standby:
+                continue
+            high = self._high_ns.get(candidate)
+            if high is not None and self._now_ns - high <= self._pivot_timeout:
+                return self._switch_pivot(candidate)
+        return []
+
     def _queue(self, role: str) -> _Queue:
         queue = self._queues.get(role)
         if queue is None:
@@ -338,7 +415,7 @@ class StampSynchroniser:
 
     def _emit_ready(self, force: bool) -> list[SyncedFrame]:
         frames = []
-        pivots = self._queues[self.config.pivot]
+        pivots = self._queues[self._pivot]
         while len(pivots):
             pivot_ns = pivots.stamps[0]
             next_ns = pivots.stamps[1] if len(pivots) > 1 else None
@@ -354,7 +431,7 @@ class StampSynchroniser:
         return frames
 
     def _build(self, pivot_ns: int, picks: dict[str, int | None]) -> SyncedFrame:
-        pivot = self.config.pivot
+        pivot = self._pivot
         _, pivot_msg = self._queues[pivot].pop(0)
         messages, stamps, absent = {pivot: pivot_msg}, {pivot: pivot_ns}, {}
         for role, pick in picks.items():
@@ -376,4 +453,4 @@ class StampSynchroniser:
             if not imu:
                 absent[self._imu] = self._absence(self._imu, pivot_ns)
         self._last_ns = pivot_ns
-        return SyncedFrame(stamp_ns=pivot_ns, messages=messages, stamps_ns=stamps, imu=imu, absent=absent)
+        return SyncedFrame(stamp_ns=pivot_ns, pivot=pivot, messages=messages, stamps_ns=stamps, imu=imu, absent=absent)

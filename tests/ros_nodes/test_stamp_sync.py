@@ -226,10 +226,77 @@ def test_set_standby_releases_the_frames_that_waited_for_that_role():
     assert f.stamp_ns == 1000 * MS and f.absent == {"rgb": "standby"}
     assert sync.standby == {"rgb"}
     assert sync.set_standby("rgb", False) == [] and sync.standby == set()
-    with pytest.raises(ValueError, match="pivot"):
-        sync.set_standby("lidar", True)
+    with pytest.raises(ValueError, match="no fallback pivot"):
+        sync.set_standby("lidar", True)  # no fallback_pivots configured
     with pytest.raises(ValueError, match="unknown role"):
         sync.set_standby("sonar", True)
+
+
+# ------------------------------------------------------------------ pivot fallback
+def accounted(sync: StampSynchroniser, frames: list[SyncedFrame], roles) -> None:
+    """received == joined + dropped + pending, per role."""
+    for role in roles:
+        joined = sum(role in f.messages for f in frames) + sum(len(f.imu) for f in frames if role == "imu")
+        dropped = sum(n for (r, _), n in sync.drops.items() if r == role)
+        assert sync.received[role] == joined + dropped + sync.pending_count(role), role
+
+
+def test_a_dead_pivot_hands_the_frames_to_the_first_live_fallback_and_takes_them_back():
+    cfg = three_roles(fallback_pivots=("rgb", "radar"), pivot_timeout_s=0.3)
+    lidar = [t for t in stream(10, 0, 4000) if not 1000 * MS <= t < 2000 * MS]  # dead for 1 s
+    streams = {"lidar": lidar, "rgb": stream(10, 0, 4000, phase_ms=5), "radar": stream(20, 0, 4000, phase_ms=2)}
+    sync = StampSynchroniser(cfg)
+    frames = [f for _, f in feed(sync, bag_order(streams))] + sync.flush()
+
+    stamps = [f.stamp_ns for f in frames]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    by_pivot = {f.stamp_ns: f.pivot for f in frames}
+    # the LiDAR defines every frame it can; the camera fills the gap from the moment the LiDAR
+    # has been silent for pivot_timeout_s, one frame per camera image; the LiDAR takes over again
+    # with its first message after the gap
+    assert [t for t, p in by_pivot.items() if p == "lidar"] == lidar
+    gap = [t for t, p in by_pivot.items() if p == "rgb"]
+    assert gap and all(1000 * MS < t < 2000 * MS for t in gap)
+    assert gap[0] <= 900 * MS + cfg.pivot_timeout_ns + 100 * MS
+    assert gap == [t for t in streams["rgb"] if gap[0] <= t < 2000 * MS]
+    assert [(a, b) for _, a, b in sync.pivot_changes] == [("lidar", "rgb"), ("rgb", "lidar")]
+    for f in frames:
+        if f.pivot == "rgb":
+            assert f.absent.get("lidar") in ("missing", "timeout")
+            assert f.stamps_ns["radar"] == f.stamp_ns - 3 * MS  # the radar scan nearest the image
+    accounted(sync, frames, ("lidar", "radar", "rgb"))
+    assert sync.pending_count() == 0
+
+
+def test_a_pivot_that_never_speaks_is_replaced_after_the_timeout():
+    cfg = three_roles(fallback_pivots=("radar",), pivot_timeout_s=0.2)
+    streams = {"rgb": stream(10, 0, 1000, phase_ms=5), "radar": stream(10, 0, 1000)}
+    sync = StampSynchroniser(cfg)
+    frames = [f for _, f in feed(sync, bag_order(streams))] + sync.flush()
+    assert sync.pivot == "radar" and {f.pivot for f in frames} == {"radar"}
+    assert len(frames) >= len(streams["radar"]) - 3  # only what arrived before the timeout is lost
+    assert all(f.absent["lidar"] in ("missing", "timeout") for f in frames)
+    accounted(sync, frames, ("lidar", "radar", "rgb"))
+
+
+def test_without_fallbacks_a_dead_pivot_still_gives_no_frames():
+    sync = StampSynchroniser(three_roles())
+    frames = feed(sync, bag_order({"rgb": stream(10, 0, 1000), "radar": stream(10, 0, 1000)}))
+    assert frames == [] and sync.pivot == "lidar"
+
+
+def test_standby_of_the_pivot_hands_it_to_an_awake_fallback():
+    sync = StampSynchroniser(three_roles(fallback_pivots=("radar",)))
+    feed(sync, [("lidar", 1000 * MS), ("radar", 1010 * MS), ("rgb", 1005 * MS)])
+    sync.set_standby("lidar", True)
+    assert sync.pivot == "radar"
+    (f,) = [f for _, f in feed(sync, [("radar", 1110 * MS), ("rgb", 1113 * MS), ("rgb", 1213 * MS)])]
+    assert f.pivot == "radar" and f.stamp_ns == 1110 * MS and f.absent == {"lidar": "standby"}
+    sync.set_standby("lidar", False)
+    feed(sync, [("lidar", 1300 * MS)])
+    assert sync.pivot == "lidar"
+    with pytest.raises(ValueError, match="no fallback pivot is awake"):
+        sync.set_standby("radar", True) or sync.set_standby("lidar", True)
 
 
 # ------------------------------------------------------------------ drops

@@ -1,0 +1,98 @@
+"""Raw CDR over rclpy: how every dyn_fusion node publishes and subscribes.
+
+The nodes never build rclpy message objects for sensor data. Messages are built and read with
+the same rosbags type store the bag writer and the bag reader use
+(:func:`sim.writers.ros_types.shared_typestore`), serialised to CDR bytes, and published with
+``Publisher.publish(bytes)``; subscriptions are created with ``raw=True`` and hand the callback
+the CDR bytes. So one conversion path serves the simulator's bags, live topics and bag replay,
+and a malformed message is a ``DecodeError`` in our code, not a crash inside rclpy.
+
+rclpy still needs the message *class* of a topic for its type support (the DDS type name and
+hash): :func:`message_class` imports it from the installed interface package. With the pip
+wheels of this machine, ``tf2_msgs`` and ``vision_msgs`` are not installed, so ``/tf_static``
+and ``/ground_truth/detections`` cannot be published here (:class:`UnsupportedType`); the nodes
+fall back as their docs say (calibration from a file, ground truth from the marker topic).
+
+QoS: sensor data is best effort, keep last 5 (``rclpy.qos.qos_profile_sensor_data``); state and
+configuration topics (``/tf_static``, power requests and states, camera info stays sensor-data)
+are reliable, transient local, keep last 1, so a late joiner gets the last value; everything
+else is reliable, keep last 10.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from functools import cache
+from typing import Any
+
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from sim.writers.ros_types import shared_typestore
+
+SENSOR_QOS: QoSProfile = qos_profile_sensor_data
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class UnsupportedType(RuntimeError):
+    """The interface package of a message type is not installed, so rclpy cannot carry it."""
+
+
+@cache
+def message_class(msgtype: str) -> type:
+    """The rclpy message class of ``msgtype`` (``"sensor_msgs/msg/Image"``); UnsupportedType
+    (naming the package) when its interface package is not importable."""
+    try:
+        package, kind, name = msgtype.split("/")
+    except ValueError:
+        raise UnsupportedType(f"{msgtype!r}: expected a type name like 'sensor_msgs/msg/Image'") from None
+    try:
+        module = importlib.import_module(f"{package}.{kind}")
+    except ImportError:
+        raise UnsupportedType(f"{msgtype}: the interface package {package!r} is not installed, so rclpy "
+                              f"cannot publish or subscribe to it here") from None
+    cls = getattr(module, name, None)
+    if cls is None:
+        raise UnsupportedType(f"{msgtype}: {package}.{kind} has no type {name!r}")
+    return cls
+
+
+def is_supported(msgtype: str) -> bool:
+    """Whether rclpy can carry ``msgtype`` on this machine."""
+    try:
+        message_class(msgtype)
+    except UnsupportedType:
+        return False
+    return True
+
+
+def serialize(msg: Any, msgtype: str) -> bytes:
+    """A rosbags message object -> CDR bytes (little endian, with the encapsulation header)."""
+    return bytes(shared_typestore().serialize_cdr(msg, msgtype))
+
+
+def deserialize(raw: bytes, msgtype: str) -> Any:
+    """CDR bytes -> a rosbags message object. Raises whatever rosbags raises on damaged bytes;
+    callers turn that into a counted ``deserialize`` drop."""
+    return shared_typestore().deserialize_cdr(raw, msgtype)
+
+
+def types() -> Any:
+    """The message classes of the shared rosbags type store (``types()["std_msgs/msg/String"]``)."""
+    return shared_typestore().types
+
+
+def isolated_domain_env(domain_id: int) -> dict[str, str]:
+    """os.environ for a child process on its own DDS domain, discovery limited to this host
+    (tests and `dyn-fusion up` runs must not hear each other or the network)."""
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return env
