@@ -45,3 +45,13 @@ def rig_calibration(sensors: SensorSuiteConfig) -> dict[str, SensorCalibration]:
         intr = PinholeIntrinsics.from_fov(cfg.width_px, cfg.height_px, cfg.hfov_deg) if name in CAMERAS else None
         out[name] = SensorCalibration(name, FRAME_IDS[name], mount_transform(cfg.mount, name in CAMERAS), intr)
     return out
+
+
+def rig_static_tf(calibration: dict[str, SensorCalibration]):
+    """The rig as a static TF tree (base_link -> every sensor frame): what /tf_static carries."""
+    from fusion_core.data.static_tf import StaticTfTree
+
+    tree = StaticTfTree()
+    for calib in calibration.values():
+        tree.add(BASE_FRAME, calib.frame_id, calib.base_from_sensor)
+    return tree

@@ -107,3 +107,51 @@ class StaticTfTree:
         target_from_root[:3, :3] = rot.T
         target_from_root[:3, 3] = -rot.T @ trans
         return target_from_root @ root_from_source
+
+
+# ------------------------------------------------------------------ calibration files
+# The pip rclpy of a machine without a ROS install cannot carry tf2_msgs, so the live stack can
+# also be handed the mounts as a small YAML file (``dyn-fusion up`` writes it from the rig,
+# ``dyn-fusion replay`` from the bag's /tf_static):
+#
+#   transforms:
+#     - {parent: base_link, child: lidar_link, matrix: [[r00, r01, r02, x], ..., [0, 0, 0, 1]]}
+
+def save_static_tf(path, tree: StaticTfTree) -> None:
+    """Write every edge of ``tree`` (parent <- child 4x4 matrices) to the YAML file ``path``."""
+    import yaml
+
+    edges = [{"parent": parent, "child": child, "matrix": [[float(v) for v in row] for row in matrix]}
+             for child, (parent, matrix) in sorted(tree._parent.items())]
+    with open(path, "w") as f:
+        f.write("# Static transforms (parent <- child, 4x4 row-major, metres), as /tf_static would carry them.\n")
+        yaml.safe_dump({"transforms": edges}, f, sort_keys=False)
+
+
+def load_static_tf(path) -> StaticTfTree:
+    """Read a file written by :func:`save_static_tf`; StaticTfError naming the file and the
+    entry for a malformed one (not a list, a missing key, a matrix that is not a rigid 4x4)."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise StaticTfError(f"{path}: cannot read the calibration file: {exc}") from None
+    entries = data.get("transforms") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise StaticTfError(f"{path}: expected a mapping with a 'transforms' list")
+    tree = StaticTfTree()
+    for k, entry in enumerate(entries):
+        where = f"{path}: transforms[{k}]"
+        if not isinstance(entry, dict) or not {"parent", "child", "matrix"} <= set(entry):
+            raise StaticTfError(f"{where}: expected keys parent, child, matrix")
+        try:
+            matrix = np.asarray(entry["matrix"], np.float64)
+        except (TypeError, ValueError):
+            raise StaticTfError(f"{where}: matrix is not numeric") from None
+        if matrix.shape != (4, 4) or not np.isfinite(matrix).all() or not np.allclose(matrix[3], [0, 0, 0, 1]) \
+                or not np.allclose(matrix[:3, :3] @ matrix[:3, :3].T, np.eye(3), atol=1e-6):
+            raise StaticTfError(f"{where}: matrix must be a finite rigid 4x4 transform")
+        tree.add(str(entry["parent"]), str(entry["child"]), matrix)
+    return tree
