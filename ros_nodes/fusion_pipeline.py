@@ -96,6 +96,7 @@ class FrameOutcome:
     energy: FrameEnergy             # the ledger entry (sensors that were on, compute by component)
     power_commands: list[PowerCommand]
     newest_stamp_ns: int            # newest sensor stamp in the frame (latency is measured from it)
+    released_frames: list[ReadyFrame]  # frames that waited only for a sensor now put in standby
 
 
 class FusionPipeline:
@@ -272,6 +273,7 @@ class FusionPipeline:
                                 for s in self.fusion.expert_sensors[self.fusion.expert_names.index(name)]}
             lost = {s for s in DETECTION_SENSORS if not sample.present(s) and sample.absence[s] != "standby"}
             commands = self.power.update(t_s, needed, result.condition_estimate, lost | set(result.degraded_sensors))
+        released = self._apply_power(commands)
         # a sensor draws power unless it stands by: dropped, frozen or warming sensors still do
         sensors_on = [s for s in SENSORS if sample.absence.get(s) not in ("standby", "not_subscribed")]
         for role in frame.messages:
@@ -281,7 +283,20 @@ class FusionPipeline:
                               self.frame_period_s, result.latency_ms)
         self.frames_run += 1
         newest = max([*frame.stamps_ns.values(), *(t for t, _ in frame.imu)])
-        return FrameOutcome(frame.stamp_ns, frame.pivot, sample, result, energy, commands, newest)
+        return FrameOutcome(frame.stamp_ns, frame.pivot, sample, result, energy, commands, newest, released)
+
+    def _apply_power(self, commands: list[PowerCommand]) -> list[ReadyFrame]:
+        """Frames stop waiting for sensors put in standby (the pivot hands over to a fallback)."""
+        frames = []
+        for command in commands:
+            if command.sensor not in self.sync.config.roles:
+                continue
+            try:
+                frames += self.sync.set_standby(command.sensor, command.state == "standby")
+            except ValueError as exc:  # the pivot, with no fallback awake: it keeps defining frames
+                log.warning("power: %s stays a synchronisation role: %s", command.sensor, exc)
+        self._count_sync_drops()
+        return self._ready(frames)
 
     # ------------------------------------------------------------------ helpers
     def _placement(self, role: str, frame_id: str, n_messages: int = 1) -> np.ndarray | None:

@@ -1,0 +1,151 @@
+"""``energy_monitor``: running energy totals and the run's record.
+
+    python -m ros_nodes.energy_monitor --ros-args --params-file configs/vehicle.yaml -p energy.run_dir:=runs/x
+
+Subscribes to ``/diagnostics`` (the fusion node's per-frame ledger entries and health),
+``/fusion/detections``, and, when a simulator or a bag provides them, ``/ground_truth/markers``
+and ``/sim/labels``. Every ``energy.report_period_s`` it logs one progress line (frames,
+detections, active experts, exit, average watts by compute and sensors); on shutdown it writes
+the run folder (``ros_nodes.run_record``: ledger CSV/JSON, frames, ground truth, drops).
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from rclpy.node import Node
+
+from fusion_core.config_io import param
+from fusion_core.data import ros_decode as rd
+from ros_nodes import ros_io
+from ros_nodes.detection_markers import MarkerDecodeError, markers_to_boxes
+from ros_nodes.node_main import run_node
+from ros_nodes.node_params import declare_section, read_section
+from ros_nodes.run_record import (
+    FRAME_STATUS,
+    HEALTH_STATUS,
+    RunRecorder,
+    frame_record,
+    ground_truth_from_markers,
+)
+from sim import topics as T
+
+DETECTIONS_TOPIC = "/fusion/detections"
+
+
+@dataclass(frozen=True)
+class EnergyMonitorConfig:
+    run_dir: str = param("runs/latest", "folder the ledger and the run record are written to on shutdown")
+    report_period_s: float = param(2.0, "seconds between progress lines (0: none)", lo=0.0)
+    status_file: str = param("", "rewrite this JSON file with the running totals at every progress line ('' = no)")
+
+
+class EnergyMonitor(Node):
+    def __init__(self):
+        super().__init__("energy_monitor")
+        declare_section(self, "energy", EnergyMonitorConfig())
+        self.config = read_section(self, "energy", EnergyMonitorConfig)
+        self.recorder = RunRecorder()
+        self._experts: Counter[str] = Counter()
+        self._exits: Counter[int] = Counter()
+        self._since_report = 0
+        self._t0 = time.monotonic()
+        cls = ros_io.message_class
+        self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", self._on_diagnostics,
+                                 ros_io.RELIABLE_QOS, raw=True)
+        self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), DETECTIONS_TOPIC, self._on_detections,
+                                 ros_io.RELIABLE_QOS, raw=True)
+        self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.GT_MARKERS_TOPIC, self._on_ground_truth,
+                                 ros_io.RELIABLE_QOS, raw=True)
+        self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), T.LABELS_TOPIC, self._on_labels,
+                                 ros_io.RELIABLE_QOS, raw=True)
+        if self.config.report_period_s > 0:
+            self.create_timer(self.config.report_period_s, self._report)
+
+    # ------------------------------------------------------------------ callbacks
+    def _decode(self, raw: bytes, msgtype: str):
+        try:
+            return ros_io.deserialize(raw, msgtype)
+        except Exception:  # noqa: BLE001 - damaged bytes: counted, the monitor keeps running
+            self.recorder.bad_messages += 1
+            return None
+
+    def _on_diagnostics(self, raw: bytes) -> None:
+        msg = self._decode(raw, "diagnostic_msgs/msg/DiagnosticArray")
+        for status in [] if msg is None else msg.status:
+            if status.name == FRAME_STATUS:
+                try:
+                    record = frame_record(status)
+                except ValueError:
+                    self.recorder.bad_messages += 1
+                    continue
+                self.recorder.add_frame(record)
+                self._experts.update(record.active_experts)
+                self._exits[record.exit_index] += 1
+                self._since_report += 1
+            elif status.name == HEALTH_STATUS:
+                self.recorder.add_health(status)
+
+    def _on_detections(self, raw: bytes) -> None:
+        msg = self._decode(raw, "visualization_msgs/msg/MarkerArray")
+        if msg is None:
+            return
+        try:
+            stamp, boxes = markers_to_boxes(msg)
+        except MarkerDecodeError:
+            self.recorder.bad_messages += 1
+            return
+        self.recorder.add_detections(stamp, boxes)
+
+    def _on_ground_truth(self, raw: bytes) -> None:
+        msg = self._decode(raw, "visualization_msgs/msg/MarkerArray")
+        if msg is not None:
+            self.recorder.add_ground_truth(*ground_truth_from_markers(msg))
+
+    def _on_labels(self, raw: bytes) -> None:
+        msg = self._decode(raw, "diagnostic_msgs/msg/DiagnosticArray")
+        if msg is None:
+            return
+        try:
+            labels = rd.decode_labels(msg)
+        except rd.DecodeError:
+            self.recorder.bad_messages += 1
+            return
+        if labels.condition:
+            self.recorder.add_condition(rd.stamp_ns(msg.header), labels.condition)
+
+    # ------------------------------------------------------------------ progress and shutdown
+    def _report(self) -> None:
+        summary = self.recorder.summary()
+        n = summary["n_frames"]
+        if not n:
+            self.get_logger().info("waiting for frames ...")
+            return
+        power = summary["mean_power_w"]
+        compute_w = sum(w for c, w in power.items() if not c.startswith("sensor:"))
+        sensor_w = sum(w for c, w in power.items() if c.startswith("sensor:"))
+        latest = self.recorder.frames[max(self.recorder.frames)]
+        n_det = len(self.recorder.detections.get(latest.stamp_ns, ()))
+        self.get_logger().info(
+            f"frames {n} (+{self._since_report}) | detections {n_det} | experts {','.join(latest.active_experts)}"
+            f" | exit {latest.exit_index} | {compute_w:.2f} W compute + {sensor_w:.1f} W sensors"
+            f" | latency p95 {summary['latency_ms'].get('p95', float('nan')):.0f} ms")
+        self._since_report = 0
+        if self.config.status_file:
+            Path(self.config.status_file).write_text(json.dumps(summary) + "\n")
+
+    def finish(self) -> None:
+        folder = Path(self.config.run_dir)
+        self.recorder.write(folder)
+        self.get_logger().info(f"energy_monitor: {len(self.recorder.frames)} frames; ledger and record in {folder}")
+
+
+def main(args=None) -> int:
+    return run_node(EnergyMonitor, "energy_monitor", args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,353 @@
+"""``fusion_node``: sensor topics in, detections, gate/exit/energy diagnostics and sensor power
+requests out.
+
+    python -m ros_nodes.fusion_node --ros-args --params-file configs/vehicle.yaml
+
+Threads. Subscription callbacks only append the raw CDR bytes to an inbox (cheap, so the DDS
+reader never waits on inference). One worker thread owns the :class:`FusionPipeline`: it drains
+the inbox (decode + synchronise), runs fusion on the newest ready frame and publishes. Frames
+that became ready while the previous one was running are dropped and counted as ``overload``
+unless ``fusion.process_every_frame`` (replays that must evaluate every frame) is set. So the
+pipeline is single-threaded and needs no locks; only the inbox is shared.
+
+Published (per frame):
+
+- ``/fusion/detections`` ``visualization_msgs/MarkerArray`` (``ros_nodes.detection_markers``);
+- ``/diagnostics`` ``diagnostic_msgs/DiagnosticArray`` with two statuses: ``dyn_fusion: frame``
+  (gate mode, configuration, experts, exit, condition estimate, latencies, joules by component
+  as ``energy_j:<component>`` and ``sensor_energy_j:<sensor>``) and ``dyn_fusion: health``
+  (WARN when a detection sensor is lost or a frame is slow, ERROR after
+  ``fusion.slow_frames_for_error`` slow frames in a row; message counts by drop cause);
+- ``/sensors/<sensor>/power/request`` ``std_msgs/String`` when power gating decides
+  (``docs/sensor_power_gating.md``).
+
+Gate mode, k, γ, λ, the exit policy and its settings change at run time through parameter
+updates (``ros2 param set /fusion_node fusion.gate_mode loss``); a bad value is refused with
+the reason and the old settings stay.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+
+from fusion_core.config_io import ConfigError, param
+from fusion_core.data.static_tf import StaticTfTree, load_static_tf
+from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
+from fusion_core.energy.profile import load_device_profile
+from fusion_core.exits.policies import make_exit_policy
+from fusion_core.gates.modules import load_gates
+from fusion_core.gates.settings import GateSettings
+from fusion_core.runtime.cost_table import measure_cost_table
+from fusion_core.runtime.dynamic_fusion import DynamicFusion
+from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
+from fusion_core.training.checkpoint import load_detector
+from fusion_core.training.data import BatchCollator
+from ros_nodes import ros_io
+from ros_nodes.detection_markers import boxes_to_markers
+from ros_nodes.fusion_pipeline import (
+    FrameOutcome,
+    FusionPipeline,
+    ReadyFrame,
+)
+from ros_nodes.node_main import run_node
+from ros_nodes.node_params import declare_section, read_section
+from ros_nodes.run_record import FRAME_STATUS, HEALTH_STATUS
+from ros_nodes.stamp_sync import StampSyncConfig, StampSynchroniser
+
+DETECTIONS_TOPIC = "/fusion/detections"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+INBOX_LIMIT = 20_000  # raw messages waiting for the worker; beyond that the oldest are dropped (counted)
+
+
+@dataclass(frozen=True)
+class FusionNodeConfig:
+    """The ``fusion.*`` parameters (configs/vehicle.yaml has the shipped values)."""
+
+    checkpoint: str = param("models/default.pt", "trained detector (.pt)")
+    gates: str = param("models/default_gates.pt", "trained gates (.pt); '' = only the static and late modes")
+    topic_mapping: str = param("sim_bag", "which topics feed which sensor: a name in configs/data/ or a YAML path")
+    calibration_file: str = param("", "sensor mounts as a YAML file (fusion_core.data.static_tf); '' = /tf_static")
+    energy_profile: str = param("jetson_orin", "device energy profile: configs/energy/<name>.yaml or a path")
+    gate_mode: str = param("loss", "gate: static, late, knowledge, attention, loss (oracle is offline only)",
+                           choices=("static", "late", "knowledge", "attention", "loss"))
+    k: int = param(2, "attention gate: experts kept per frame", lo=1, hi=64)
+    gamma: float = param(0.5, "loss gate: keep configurations within this predicted loss of the best", lo=0.0)
+    lam_per_j: float = param(5.0, "loss gate: predicted loss traded per joule of compute", lo=0.0)
+    exit_policy: str = param("last", "when a frame leaves the head",
+                             choices=("last", "confidence", "budget", "error", "deadline"))
+    exit_threshold: float = param(0.8, "confidence policy: stop at this frame confidence", lo=0.0, hi=1.0)
+    exit_budget: float = param(0.7, "budget policy: mean head compute as a share of every exit", lo=0.0, hi=1.0)
+    exit_lam: float = param(0.05, "error policy: predicted error traded per GFLOP of head compute", lo=0.0)
+    deadline_ms: float = param(100.0, "deadline policy: per-frame budget from the frame's start, ms", lo=0.0)
+    frame_period_s: float = param(0.1, "sensor frame period: a sensor's energy per frame is its power x this",
+                                  lo=1e-3, hi=10.0)
+    max_cloud_points: int = param(500_000, "larger point clouds are dropped (counted), not processed", lo=1)
+    process_every_frame: bool = param(False, "never skip a frame, even when behind (replays that evaluate)")
+    slow_frame_ms: float = param(150.0, "sensor stamp -> publish above this is a slow frame (health WARN)", lo=0.0)
+    slow_frames_for_error: int = param(10, "this many slow frames in a row: health ERROR", lo=1)
+
+
+def exit_policy_for(cfg: FusionNodeConfig, gates, detector, frame):
+    """The exit policy ``cfg`` names (the budget and error policies need calibrated gates)."""
+    if cfg.exit_policy == "deadline":
+        from fusion_core.runtime.stage_timing import measure_stage_ms
+
+        return make_exit_policy("deadline", deadline_ms=cfg.deadline_ms,
+                                predicted_stage_ms=measure_stage_ms(detector, frame))
+    if cfg.exit_policy == "confidence":
+        return make_exit_policy("confidence", thresholds=cfg.exit_threshold)
+    if cfg.exit_policy in ("budget", "error"):
+        if gates is None or gates.exit_calibration is None:
+            raise ConfigError(f"exit_policy {cfg.exit_policy}: needs gates with exit calibration")
+        if cfg.exit_policy == "budget":
+            return gates.exit_calibration.budget_policy(cfg.exit_budget)
+        return gates.exit_calibration.error_policy(cfg.exit_lam)
+    return make_exit_policy(cfg.exit_policy)
+
+
+def reference_frame(detector_config):
+    """One simulated frame with every sensor (ModelInputs, batch 1): the cost table's FLOPs and
+    the deadline policy's stage times are measured on it at start-up."""
+    import tempfile
+
+    from fusion_core.data.shard_source import ShardSource
+    from sim.config import load_scenario, resolve_scenario
+    from sim.session import simulate_to_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "frames"
+        simulate_to_path(load_scenario(resolve_scenario("default")), 3, out, "shards", progress=False)
+        source = ShardSource(out)
+        full = next(s for s in source if all(s.present(x) for x in ("rgb", "depth", "lidar", "radar")))
+        return BatchCollator(detector_config)([full]).inputs
+
+
+class FusionNode(Node):
+    def __init__(self):
+        super().__init__("fusion_node")
+        defaults = FusionNodeConfig()
+        declare_section(self, "fusion", defaults)
+        declare_section(self, "sync", StampSyncConfig(pivot="lidar", fallback_pivots=("depth", "rgb", "radar")))
+        declare_section(self, "power", PowerGatingConfig())
+        self.config = read_section(self, "fusion", FusionNodeConfig)
+        sync_config = read_section(self, "sync", StampSyncConfig)
+        power_config = read_section(self, "power", PowerGatingConfig)
+        cfg = self.config
+
+        mapping_path = Path(cfg.topic_mapping)
+        if not mapping_path.suffix:
+            mapping_path = data_config_dir() / f"{cfg.topic_mapping}.yaml"
+        self.mapping = TopicMapping.load(mapping_path)
+        detector = load_detector(cfg.checkpoint)
+        gates = load_gates(cfg.gates, detector.config) if cfg.gates else None
+        frame = reference_frame(detector.config)
+        self.profile = load_device_profile(cfg.energy_profile)
+        self.fusion = DynamicFusion(detector, gates, self._gate_settings(cfg), exit_policy_for(cfg, gates, detector, frame),
+                                    measure_cost_table(detector, gates, frame), self.profile)
+        self._reference_frame = frame
+        calibration = self._calibration(cfg)
+        power = SensorPowerManager(power_config) if power_config.enabled else None
+        self.pipeline = FusionPipeline(self.fusion, self.mapping, StampSynchroniser(sync_config), calibration,
+                                       self.profile, cfg.frame_period_s, cfg.max_cloud_points, power)
+
+        self._inbox: deque[tuple[str, bytes]] = deque()
+        self._inbox_lock = threading.Condition()
+        self._inbox_overflow = 0
+        for role, (topic, msgtype) in self.pipeline.roles.items():
+            self.create_subscription(ros_io.message_class(msgtype), topic, self._inbox_callback(role),
+                                     ros_io.SENSOR_QOS, raw=True)
+        self.detections_pub = self.create_publisher(ros_io.message_class("visualization_msgs/msg/MarkerArray"),
+                                                    DETECTIONS_TOPIC, ros_io.RELIABLE_QOS)
+        self.diagnostics_pub = self.create_publisher(ros_io.message_class("diagnostic_msgs/msg/DiagnosticArray"),
+                                                     DIAGNOSTICS_TOPIC, ros_io.RELIABLE_QOS)
+        string = ros_io.message_class("std_msgs/msg/String")
+        self.power_pubs = {s: self.create_publisher(string, f"/sensors/{s}/power/request", ros_io.LATCHED_QOS)
+                           for s in ("rgb", "depth", "lidar", "radar", "imu")} if power is not None else {}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._slow_run = 0
+        self.frames_published = 0
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="fusion_worker", daemon=True)
+        self._worker.start()
+        roles = ", ".join(f"{r}={t}" for r, (t, _) in self.pipeline.roles.items())
+        self.get_logger().info(f"fusion_node ready: gate {cfg.gate_mode}, exit {cfg.exit_policy}, "
+                               f"profile {self.profile.name}, power gating {'on' if power else 'off'}; {roles}")
+
+    # ------------------------------------------------------------------ set-up helpers
+    @staticmethod
+    def _gate_settings(cfg: FusionNodeConfig) -> GateSettings:
+        return GateSettings(mode=cfg.gate_mode, k=cfg.k, gamma=cfg.gamma, lam_per_j=cfg.lam_per_j)
+
+    def _calibration(self, cfg: FusionNodeConfig) -> StaticTfTree:
+        if cfg.calibration_file:
+            return load_static_tf(cfg.calibration_file)
+        if not ros_io.is_supported("tf2_msgs/msg/TFMessage"):
+            raise ConfigError("fusion.calibration_file: required here, because tf2_msgs is not installed and "
+                              "/tf_static cannot be received (dyn-fusion up and replay write one)")
+        return self._receive_tf_static()
+
+    def _receive_tf_static(self, timeout_s: float = 5.0) -> StaticTfTree:
+        """Wait for the latched /tf_static (a ROS install with tf2_msgs)."""
+        tree, got = StaticTfTree(), threading.Event()
+
+        def on_tf(raw: bytes) -> None:
+            tree.add_message(ros_io.deserialize(raw, "tf2_msgs/msg/TFMessage"))
+            got.set()
+
+        sub = self.create_subscription(ros_io.message_class("tf2_msgs/msg/TFMessage"), self.mapping.tf_static_topic,
+                                       on_tf, ros_io.LATCHED_QOS, raw=True)
+        end = time.monotonic() + timeout_s
+        while not got.is_set() and time.monotonic() < end:
+            rclpy.spin_once(self, timeout_sec=0.1)
+        self.destroy_subscription(sub)
+        if not got.is_set():
+            raise ConfigError(f"no {self.mapping.tf_static_topic} within {timeout_s} s; set fusion.calibration_file")
+        return tree
+
+    # ------------------------------------------------------------------ run-time settings
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        updates = {p.name.removeprefix("fusion."): p.value for p in params if p.name.startswith("fusion.")}
+        live = {"gate_mode", "k", "gamma", "lam_per_j", "exit_policy", "exit_threshold", "exit_budget", "exit_lam",
+                "deadline_ms"}
+        fixed = sorted(set(updates) - live)
+        if fixed:
+            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: only read at start-up")
+        if any(not p.name.startswith("fusion.") for p in params):
+            return SetParametersResult(successful=False, reason="sync.* and power.* are only read at start-up")
+        try:
+            cfg = FusionNodeConfig(**{**vars(self.config), **updates})
+            settings = self._gate_settings(cfg)
+            policy = exit_policy_for(cfg, self.fusion.gates, self.fusion.detector, self._reference_frame)
+            self.fusion.set_settings(settings)
+        except (ConfigError, ValueError, TypeError) as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self.fusion.exit_policy = policy
+        self.config = cfg
+        self.get_logger().info("settings changed: " + ", ".join(f"{k}={v}" for k, v in updates.items()))
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ messages in
+    def _inbox_callback(self, role: str):
+        def enqueue(raw: bytes) -> None:
+            with self._inbox_lock:
+                if len(self._inbox) >= INBOX_LIMIT:
+                    old_role, _ = self._inbox.popleft()
+                    self.pipeline.drops[(old_role, "inbox_overflow")] += 1
+                self._inbox.append((role, raw))
+                self._inbox_lock.notify()
+        return enqueue
+
+    def _work(self) -> None:
+        ready: list[ReadyFrame] = []
+        while self._running:
+            with self._inbox_lock:
+                if not self._inbox:
+                    self._inbox_lock.wait(timeout=0.05)
+                batch = list(self._inbox)
+                self._inbox.clear()
+            for role, raw in batch:
+                ready += self.pipeline.accept(role, raw)
+            if not ready:
+                continue
+            if not self.config.process_every_frame and len(ready) > 1:
+                self.pipeline.drop_frames(ready[:-1], "overload")
+                ready = ready[-1:]
+            frame = ready.pop(0)
+            try:
+                outcome = self.pipeline.run(frame)
+            except Exception as exc:  # noqa: BLE001 - a bad frame must not take the node down
+                self.pipeline.drop_frames([frame], "fusion_error")
+                self.get_logger().error(f"frame {frame.synced.stamp_ns}: fusion failed: {exc!r}")
+                continue
+            ready += outcome.released_frames
+            self._publish(outcome)
+
+    def finish(self) -> None:
+        """Stop the worker, run what is still pending (end of a bag or a run), log a summary."""
+        self._running = False
+        self._worker.join(timeout=10)
+        for role, raw in self._drain():
+            for frame in self.pipeline.accept(role, raw):
+                self._publish(self.pipeline.run(frame))
+        for frame in self.pipeline.flush():
+            self._publish(self.pipeline.run(frame))
+        drops = ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(self.pipeline.drops.items())) or "none"
+        self.get_logger().info(f"fusion_node: {self.frames_published} frames published; drops: {drops}")
+
+    def _drain(self) -> list[tuple[str, bytes]]:
+        with self._inbox_lock:
+            batch = list(self._inbox)
+            self._inbox.clear()
+        return batch
+
+    # ------------------------------------------------------------------ messages out
+    def _publish(self, outcome: FrameOutcome) -> None:
+        markers = boxes_to_markers(outcome.result.boxes, outcome.stamp_ns, self.mapping.base_frame_id)
+        self.detections_pub.publish(ros_io.serialize(markers, "visualization_msgs/msg/MarkerArray"))
+        e2e_ms = (time.time_ns() - outcome.newest_stamp_ns) / 1e6
+        for command in outcome.power_commands:
+            msg = ros_io.types()["std_msgs/msg/String"](data=command.state)
+            self.power_pubs[command.sensor].publish(ros_io.serialize(msg, "std_msgs/msg/String"))
+            self.get_logger().info(f"power: {command.sensor} -> {command.state} ({command.reason})")
+        self.diagnostics_pub.publish(ros_io.serialize(self._diagnostics(outcome, e2e_ms),
+                                                      "diagnostic_msgs/msg/DiagnosticArray"))
+        self.frames_published += 1
+
+    def _diagnostics(self, o: FrameOutcome, e2e_ms: float):
+        t = ros_io.types()
+        kv = t["diagnostic_msgs/msg/KeyValue"]
+        status = t["diagnostic_msgs/msg/DiagnosticStatus"]
+        r, s = o.result, self.fusion.settings
+        frame_values = [
+            ("stamp_ns", str(o.stamp_ns)), ("pivot", o.pivot), ("gate_mode", s.mode), ("k", str(s.k)),
+            ("lam_per_j", repr(s.lam_per_j)), ("configuration", r.configuration or ""),
+            ("active_experts", ",".join(r.active_experts)), ("exit_index", str(r.exit_index)),
+            ("exit_confidence", f"{r.exit_confidence:.4f}"), ("missed_deadline", str(r.missed_deadline).lower()),
+            ("condition_estimate", r.condition_estimate or ""), ("degraded_sensors", ",".join(r.degraded_sensors)),
+            ("detections", str(len(r.boxes))), ("inference_ms", f"{r.latency_ms:.3f}"),
+            ("stamp_to_publish_ms", f"{e2e_ms:.3f}"),
+            *((f"energy_j:{c}", repr(j)) for c, j in sorted(o.energy.compute_j.items())),
+            *((f"sensor_energy_j:{c}", repr(j)) for c, j in sorted(o.energy.sensor_j.items())),
+        ]
+        lost = {sensor: reason for sensor, reason in o.sample.absence.items()
+                if sensor in ("rgb", "depth", "lidar", "radar") and reason not in ("standby", "warming", "not_subscribed")}
+        slow = e2e_ms > self.config.slow_frame_ms
+        self._slow_run = self._slow_run + 1 if slow else 0
+        level, problems = 0, []
+        if lost:
+            level = 1
+            problems.append("lost " + ", ".join(f"{k} ({v})" for k, v in sorted(lost.items())))
+        if slow:
+            level = max(level, 1)
+            problems.append(f"slow frame {e2e_ms:.0f} ms")
+        if self._slow_run >= self.config.slow_frames_for_error:
+            level = 2
+            problems.append(f"{self._slow_run} slow frames in a row")
+        drops = [(f"drops:{sensor}:{cause}", str(n)) for (sensor, cause), n in sorted(self.pipeline.drops.items())]
+        header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](
+            sec=o.stamp_ns // 1_000_000_000, nanosec=o.stamp_ns % 1_000_000_000), frame_id="")
+        summary = f"{s.mode}: {','.join(r.active_experts) or 'none'}; exit {r.exit_index}; " \
+                  f"{o.energy.compute_total_j * 1e3:.1f} mJ compute"
+        return t["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=[
+            status(level=bytes([0]), name=FRAME_STATUS, message=summary, hardware_id="fusion_node",
+                   values=[kv(key=k, value=v) for k, v in frame_values]),
+            status(level=bytes([level]), name=HEALTH_STATUS, message="; ".join(problems) or "ok",
+                   hardware_id="fusion_node",
+                   values=[kv(key=k, value=v) for k, v in [("pivot", o.pivot), *drops,
+                                                          *((f"absent:{k}", v) for k, v in sorted(o.sample.absence.items()))]]),
+        ])
+
+
+def main(args=None) -> int:
+    return run_node(FusionNode, "fusion_node", args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

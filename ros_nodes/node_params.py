@@ -1,0 +1,57 @@
+"""ROS parameters from the project's config dataclasses: one section per dataclass.
+
+``declare_section(node, "sync", StampSyncConfig(...))`` declares ``sync.<field>`` for every field,
+with the field's one-line doc as the description and the given instance's values as defaults;
+``read_section(node, "sync", StampSyncConfig)`` reads them back through the same strict
+converter the YAML configs use (:func:`fusion_core.config_io.from_mapping`), so a bad value in
+``configs/vehicle.yaml`` fails with the parameter's name, exactly like a bad scenario file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from fusion_core.config_io import from_mapping
+
+T = TypeVar("T")
+
+
+def _ros_default(value: Any) -> Any:
+    """A dataclass default as a ROS parameter value (tuples become lists; an empty list has no
+    element type, so it is declared by type and left unset)."""
+    if isinstance(value, tuple):
+        if not value:
+            return Parameter.Type.STRING_ARRAY
+        return list(value)
+    return value
+
+
+def declare_section(node: Node, prefix: str, defaults: Any) -> None:
+    """Declare ``prefix.<field>`` for every field of the dataclass instance ``defaults``."""
+    for f in dataclasses.fields(defaults):
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value) or value is None:
+            continue  # nested configs and optional fields stay at their defaults
+        node.declare_parameter(f"{prefix}.{f.name}", _ros_default(value),
+                               ParameterDescriptor(description=f.metadata.get("doc", ""), dynamic_typing=True))
+
+
+def read_section(node: Node, prefix: str, cls: type[T], defaults: Any | None = None) -> T:
+    """The section as a ``cls`` instance: set parameters override ``defaults`` (or ``cls()``);
+    ConfigError naming ``prefix.<field>`` for a bad value."""
+    base = defaults if defaults is not None else cls()
+    values = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}.{f.name}"
+        current = getattr(base, f.name)
+        if not node.has_parameter(name):
+            values[f.name] = current
+            continue
+        value = node.get_parameter(name).value
+        values[f.name] = current if value is None else (list(value) if isinstance(value, (list, tuple)) else value)
+    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
+    return from_mapping(cls, plain, prefix)

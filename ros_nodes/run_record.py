@@ -1,0 +1,173 @@
+"""What a run leaves in its folder, gathered from the stack's topics (no rclpy here).
+
+:class:`RunRecorder` takes decoded messages from the energy monitor's subscriptions and writes,
+on :meth:`RunRecorder.write`:
+
+- ``ledger.csv``      one row per frame, joules by component (``EnergyLedger.write_csv``)
+- ``ledger.json``     totals, joules per frame, average power per component, latency p50/p95
+- ``frames.jsonl``    one line per fused frame: stamp, gate, experts, exit, latencies, detections
+- ``ground_truth.jsonl`` one line per ground-truth frame (simulator runs): stamp, boxes, condition
+- ``drops.json``      the fusion node's drop counters by sensor and cause (its last report)
+
+Everything keyed by header stamps [ns], so the report can pair detections with ground truth.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fusion_core.boxes import (
+    BOX_DIM,
+    CLASS_ID,
+    CLASS_NAMES,
+    YAW,
+    H,
+    L,
+    W,
+    X,
+    Y,
+    Z,
+    empty_boxes,
+)
+from fusion_core.energy.ledger import EnergyLedger, FrameEnergy
+
+_NS = 1_000_000_000
+FRAME_STATUS = "dyn_fusion: frame"
+HEALTH_STATUS = "dyn_fusion: health"
+
+
+@dataclass
+class FrameRecord:
+    """One fused frame as the fusion node reported it."""
+
+    stamp_ns: int
+    pivot: str
+    gate_mode: str
+    configuration: str
+    active_experts: list[str]
+    exit_index: int
+    condition_estimate: str
+    inference_ms: float
+    stamp_to_publish_ms: float
+    energy: FrameEnergy
+    absent: dict[str, str] = field(default_factory=dict)
+    boxes: list[list[float]] | None = None   # detections, filled when the marker array arrives
+
+
+def _values(status) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+def frame_record(status) -> FrameRecord:
+    """A ``dyn_fusion: frame`` DiagnosticStatus -> FrameRecord (ValueError when a key is missing)."""
+    v = _values(status)
+    try:
+        compute = {k.removeprefix("energy_j:"): float(x) for k, x in v.items() if k.startswith("energy_j:")}
+        sensors = {k.removeprefix("sensor_energy_j:"): float(x) for k, x in v.items()
+                   if k.startswith("sensor_energy_j:")}
+        return FrameRecord(
+            stamp_ns=int(v["stamp_ns"]), pivot=v["pivot"], gate_mode=v["gate_mode"], configuration=v["configuration"],
+            active_experts=[e for e in v["active_experts"].split(",") if e], exit_index=int(v["exit_index"]),
+            condition_estimate=v["condition_estimate"], inference_ms=float(v["inference_ms"]),
+            stamp_to_publish_ms=float(v["stamp_to_publish_ms"]),
+            energy=FrameEnergy(compute, sensors, float(v["stamp_to_publish_ms"])))
+    except KeyError as missing:
+        raise ValueError(f"frame status without {missing}") from None
+
+
+def ground_truth_from_markers(msg) -> tuple[int, np.ndarray]:
+    """The simulator's ``/ground_truth/markers`` -> (stamp [ns], (G, 11) boxes): each CUBE of
+    namespace "boxes" paired with the "labels" text of the same id ("car #12")."""
+    classes = {m.id: m.text.split(" ")[0] for m in msg.markers if m.ns == "labels"}
+    stamp_ns, rows = None, []
+    for m in msg.markers:
+        if stamp_ns is None:
+            stamp_ns = m.header.stamp.sec * _NS + m.header.stamp.nanosec
+        if m.ns != "boxes" or m.action != 0:
+            continue
+        name = classes.get(m.id)
+        if name not in CLASS_NAMES:
+            continue
+        q, p, s = m.pose.orientation, m.pose.position, m.scale
+        row = np.zeros(BOX_DIM, np.float32)
+        row[[X, Y, Z, L, W, H, YAW]] = (p.x, p.y, p.z, s.x, s.y, s.z,
+                                        math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z)))
+        row[CLASS_ID] = CLASS_NAMES.index(name)
+        rows.append(row)
+    return (stamp_ns or 0), (np.stack(rows) if rows else empty_boxes())
+
+
+class RunRecorder:
+    """Collects frames, detections, ground truth and drops; writes the run folder's files."""
+
+    def __init__(self):
+        self.frames: dict[int, FrameRecord] = {}
+        self.detections: dict[int, np.ndarray] = {}
+        self.ground_truth: dict[int, np.ndarray] = {}
+        self.conditions: dict[int, str] = {}
+        self.drops: dict[str, int] = {}
+        self.bad_messages = 0
+
+    def add_frame(self, record: FrameRecord) -> None:
+        self.frames[record.stamp_ns] = record
+
+    def add_health(self, status) -> None:
+        """Keep the newest drop counters (they are running totals)."""
+        self.drops = {k.removeprefix("drops:"): int(x) for k, x in _values(status).items() if k.startswith("drops:")}
+
+    def add_detections(self, stamp_ns: int, boxes: np.ndarray) -> None:
+        self.detections[stamp_ns] = boxes
+
+    def add_ground_truth(self, stamp_ns: int, boxes: np.ndarray) -> None:
+        self.ground_truth[stamp_ns] = boxes
+
+    def add_condition(self, stamp_ns: int, condition: str) -> None:
+        self.conditions[stamp_ns] = condition
+
+    def ledger(self) -> EnergyLedger:
+        ledger = EnergyLedger()
+        for stamp in sorted(self.frames):
+            ledger.add(self.frames[stamp].energy)
+        return ledger
+
+    def summary(self) -> dict:
+        """Totals for the live progress line and ledger.json."""
+        ledger = self.ledger()
+        stamps = sorted(self.frames)
+        duration_s = (stamps[-1] - stamps[0]) / _NS + 0.1 if len(stamps) > 1 else 0.1
+        out = ledger.to_json() if ledger.n_frames else {"n_frames": 0}
+        if ledger.n_frames:
+            out["duration_s"] = duration_s
+            out["mean_power_w"] = ledger.mean_power_w(duration_s)
+            out["total_power_w"] = ledger.total_j() / duration_s
+        return out
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        ledger = self.ledger()
+        if ledger.n_frames:
+            ledger.write_csv(folder / "ledger.csv")
+        (folder / "ledger.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
+        with open(folder / "frames.jsonl", "w") as f:
+            for stamp in sorted(self.frames):
+                r = self.frames[stamp]
+                boxes = self.detections.get(stamp)
+                f.write(json.dumps({
+                    "stamp_ns": stamp, "pivot": r.pivot, "gate_mode": r.gate_mode, "configuration": r.configuration,
+                    "active_experts": r.active_experts, "exit_index": r.exit_index,
+                    "condition_estimate": r.condition_estimate, "inference_ms": r.inference_ms,
+                    "stamp_to_publish_ms": r.stamp_to_publish_ms, "compute_j": r.energy.compute_total_j,
+                    "sensor_j": r.energy.sensor_total_j, "sensors_on": sorted(r.energy.sensor_j),
+                    "detections": None if boxes is None else np.asarray(boxes, float).round(4).tolist(),
+                }) + "\n")
+        with open(folder / "ground_truth.jsonl", "w") as f:
+            for stamp in sorted(self.ground_truth):
+                f.write(json.dumps({"stamp_ns": stamp, "condition": self.conditions.get(stamp),
+                                    "boxes": np.asarray(self.ground_truth[stamp], float).round(4).tolist()}) + "\n")
+        (folder / "drops.json").write_text(json.dumps({"fusion_node": self.drops,
+                                                        "undecodable_messages_seen_by_monitor": self.bad_messages},
+                                                       indent=2) + "\n")
