@@ -9,6 +9,7 @@
     dyn-fusion evaluate ... --gate loss --lam 30 --gates models/default_gates.pt --exit-policy budget
     dyn-fusion train-gates --checkpoint models/default.pt --data DATA --out models/default_gates.pt
     dyn-fusion compare  --checkpoint models/default.pt --gates models/default_gates.pt --data DATA --out runs/compare
+    dyn-fusion up vehicle --duration-s 30 --out runs/latest   # the ROS 2 stack: what `make run` calls
 
 DATA is a shard directory written by `simulate --format shards`, a collection written by
 `make-dataset`, or a rosbag (see --topics).
@@ -24,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+from dyn_fusion import cli_stack
 from dyn_fusion.cli_dynamic import (
     add_commands,
     add_evaluate_gate_options,
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cost", action="store_true", help="skip the FLOPs and latency measurement")
     add_evaluate_gate_options(p)
     add_commands(sub)
+    cli_stack.add_commands(sub)
     return parser
 
 
@@ -300,7 +303,8 @@ def _demo(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"simulate": _simulate, "make-dataset": _make_dataset, "preview": _preview, "demo": _demo, "train": _train,
-               "evaluate": _evaluate, "train-gates": train_gates_command, "compare": compare_command}[args.command]
+               "evaluate": _evaluate, "train-gates": train_gates_command, "compare": compare_command,
+               "up": cli_stack.up_command}[args.command]
     try:
         return handler(args)
     except (ConfigError, FileExistsError, FileNotFoundError) as exc:

@@ -157,7 +157,7 @@ class FusionNode(Node):
         self.pipeline = FusionPipeline(self.fusion, self.mapping, StampSynchroniser(sync_config), calibration,
                                        self.profile, cfg.frame_period_s, cfg.max_cloud_points, power)
 
-        self._inbox: deque[tuple[str, bytes]] = deque()
+        self._inbox: deque[tuple[str, bytes, int]] = deque()  # (role, CDR, received [ns])
         self._inbox_lock = threading.Condition()
         self._inbox_overflow = 0
         for role, (topic, msgtype) in self.pipeline.roles.items():
@@ -238,9 +238,9 @@ class FusionNode(Node):
         def enqueue(raw: bytes) -> None:
             with self._inbox_lock:
                 if len(self._inbox) >= INBOX_LIMIT:
-                    old_role, _ = self._inbox.popleft()
+                    old_role, _, _ = self._inbox.popleft()
                     self.pipeline.drops[(old_role, "inbox_overflow")] += 1
-                self._inbox.append((role, raw))
+                self._inbox.append((role, raw, time.time_ns()))
                 self._inbox_lock.notify()
         return enqueue
 
@@ -252,8 +252,8 @@ class FusionNode(Node):
                     self._inbox_lock.wait(timeout=0.05)
                 batch = list(self._inbox)
                 self._inbox.clear()
-            for role, raw in batch:
-                ready += self.pipeline.accept(role, raw)
+            for role, raw, received_ns in batch:
+                ready += self.pipeline.accept(role, raw, received_ns)
             if not ready:
                 continue
             if not self.config.process_every_frame and len(ready) > 1:
@@ -267,21 +267,24 @@ class FusionNode(Node):
                 self.get_logger().error(f"frame {frame.synced.stamp_ns}: fusion failed: {exc!r}")
                 continue
             ready += outcome.released_frames
-            self._publish(outcome)
+            try:
+                self._publish(outcome)
+            except Exception as exc:  # noqa: BLE001 - keep fusing; the error is logged once per frame
+                self.get_logger().error(f"frame {outcome.stamp_ns}: publishing failed: {exc!r}")
 
     def finish(self) -> None:
         """Stop the worker, run what is still pending (end of a bag or a run), log a summary."""
         self._running = False
         self._worker.join(timeout=10)
-        for role, raw in self._drain():
-            for frame in self.pipeline.accept(role, raw):
+        for role, raw, received_ns in self._drain():
+            for frame in self.pipeline.accept(role, raw, received_ns):
                 self._publish(self.pipeline.run(frame))
         for frame in self.pipeline.flush():
             self._publish(self.pipeline.run(frame))
         drops = ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(self.pipeline.drops.items())) or "none"
         self.get_logger().info(f"fusion_node: {self.frames_published} frames published; drops: {drops}")
 
-    def _drain(self) -> list[tuple[str, bytes]]:
+    def _drain(self) -> list[tuple[str, bytes, int]]:
         with self._inbox_lock:
             batch = list(self._inbox)
             self._inbox.clear()
@@ -291,16 +294,18 @@ class FusionNode(Node):
     def _publish(self, outcome: FrameOutcome) -> None:
         markers = boxes_to_markers(outcome.result.boxes, outcome.stamp_ns, self.mapping.base_frame_id)
         self.detections_pub.publish(ros_io.serialize(markers, "visualization_msgs/msg/MarkerArray"))
-        e2e_ms = (time.time_ns() - outcome.newest_stamp_ns) / 1e6
+        now_ns = time.time_ns()
+        stamp_ms = (now_ns - outcome.stamp_ns) / 1e6  # meaningful when stamps are wall time (live)
+        received_ms = (now_ns - outcome.last_received_ns) / 1e6
         for command in outcome.power_commands:
             msg = ros_io.types()["std_msgs/msg/String"](data=command.state)
             self.power_pubs[command.sensor].publish(ros_io.serialize(msg, "std_msgs/msg/String"))
             self.get_logger().info(f"power: {command.sensor} -> {command.state} ({command.reason})")
-        self.diagnostics_pub.publish(ros_io.serialize(self._diagnostics(outcome, e2e_ms),
+        self.diagnostics_pub.publish(ros_io.serialize(self._diagnostics(outcome, stamp_ms, received_ms),
                                                       "diagnostic_msgs/msg/DiagnosticArray"))
         self.frames_published += 1
 
-    def _diagnostics(self, o: FrameOutcome, e2e_ms: float):
+    def _diagnostics(self, o: FrameOutcome, e2e_ms: float, received_ms: float):
         t = ros_io.types()
         kv = t["diagnostic_msgs/msg/KeyValue"]
         status = t["diagnostic_msgs/msg/DiagnosticStatus"]
@@ -312,7 +317,7 @@ class FusionNode(Node):
             ("exit_confidence", f"{r.exit_confidence:.4f}"), ("missed_deadline", str(r.missed_deadline).lower()),
             ("condition_estimate", r.condition_estimate or ""), ("degraded_sensors", ",".join(r.degraded_sensors)),
             ("detections", str(len(r.boxes))), ("inference_ms", f"{r.latency_ms:.3f}"),
-            ("stamp_to_publish_ms", f"{e2e_ms:.3f}"),
+            ("stamp_to_publish_ms", f"{e2e_ms:.3f}"), ("receive_to_publish_ms", f"{received_ms:.3f}"),
             *((f"energy_j:{c}", repr(j)) for c, j in sorted(o.energy.compute_j.items())),
             *((f"sensor_energy_j:{c}", repr(j)) for c, j in sorted(o.energy.sensor_j.items())),
         ]
@@ -336,9 +341,9 @@ class FusionNode(Node):
         summary = f"{s.mode}: {','.join(r.active_experts) or 'none'}; exit {r.exit_index}; " \
                   f"{o.energy.compute_total_j * 1e3:.1f} mJ compute"
         return t["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=[
-            status(level=bytes([0]), name=FRAME_STATUS, message=summary, hardware_id="fusion_node",
+            status(level=0, name=FRAME_STATUS, message=summary, hardware_id="fusion_node",
                    values=[kv(key=k, value=v) for k, v in frame_values]),
-            status(level=bytes([level]), name=HEALTH_STATUS, message="; ".join(problems) or "ok",
+            status(level=level, name=HEALTH_STATUS, message="; ".join(problems) or "ok",
                    hardware_id="fusion_node",
                    values=[kv(key=k, value=v) for k, v in [("pivot", o.pivot), *drops,
                                                           *((f"absent:{k}", v) for k, v in sorted(o.sample.absence.items()))]]),

@@ -17,7 +17,6 @@ counts points, not messages (the rest of the cloud is used). Camera info message
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -69,6 +68,7 @@ class DecodedMessage:
 
     frame_id: str
     payload: Any           # (N, C) float32 points, (H, W[, 3]) image or (6,) IMU sample
+    received_ns: int       # wall time [ns] the node received it (time.time_ns())
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class FrameOutcome:
     result: FrameResult             # detections, experts, exit, latency
     energy: FrameEnergy             # the ledger entry (sensors that were on, compute by component)
     power_commands: list[PowerCommand]
-    newest_stamp_ns: int            # newest sensor stamp in the frame (latency is measured from it)
+    last_received_ns: int           # wall time the frame's last message arrived [ns]
     released_frames: list[ReadyFrame]  # frames that waited only for a sensor now put in standby
 
 
@@ -130,8 +130,10 @@ class FusionPipeline:
         self._imu_window_ns = round(mapping.imu_window_s * _NS)
 
     # ------------------------------------------------------------------ messages in
-    def accept(self, role: str, raw: bytes) -> list[ReadyFrame]:
-        """Take the raw CDR of one message of ``role``; returns the frames it completed."""
+    def accept(self, role: str, raw: bytes, received_ns: int | None = None) -> list[ReadyFrame]:
+        """Take the raw CDR of one message of ``role`` received at wall time ``received_ns``
+        (default: now); returns the frames it completed."""
+        received_ns = time.time_ns() if received_ns is None else received_ns
         if role not in self.roles:
             raise ValueError(f"unknown role {role!r}; subscribed roles: {', '.join(self.roles)}")
         self.received[role] += 1
@@ -142,7 +144,7 @@ class FusionPipeline:
             self._drop(sensor, f"{DECODE_ERROR}:deserialize", str(exc))
             return []
         try:
-            decoded = self._decode(role, msg)
+            decoded = self._decode(role, msg, received_ns)
         except rd.DecodeError as exc:
             what = f"camera_info:{exc.what}" if role in CAMERA_INFO_ROLES and exc.what != "camera_info" else exc.what
             self._drop(sensor, f"{DECODE_ERROR}:{what}", str(exc))
@@ -181,7 +183,7 @@ class FusionPipeline:
             out.append(ReadyFrame(frame, tuple((t, m) for t, m in history if t <= frame.stamp_ns)))
         return out
 
-    def _decode(self, role: str, msg) -> DecodedMessage | PinholeIntrinsics:
+    def _decode(self, role: str, msg, received_ns: int) -> DecodedMessage | PinholeIntrinsics:
         m = self.mapping
         if role in CAMERA_INFO_ROLES:
             return rd.decode_camera_info(msg)
@@ -196,12 +198,12 @@ class FusionPipeline:
             if n_nan:
                 # points, not messages: the cloud itself is used
                 self._drop(role, NAN_POINTS, f"{n_nan} points with a non-finite coordinate", n_nan)
-            return DecodedMessage(frame_id, points)
+            return DecodedMessage(frame_id, points, received_ns)
         if role == "rgb":
-            return DecodedMessage(frame_id, rd.decode_rgb(msg))
+            return DecodedMessage(frame_id, rd.decode_rgb(msg), received_ns)
         if role == "depth":
-            return DecodedMessage(frame_id, rd.decode_depth(msg))
-        return DecodedMessage(frame_id, rd.decode_imu(msg))
+            return DecodedMessage(frame_id, rd.decode_depth(msg), received_ns)
+        return DecodedMessage(frame_id, rd.decode_imu(msg), received_ns)
 
     # ------------------------------------------------------------------ frames out
     def assemble(self, ready: ReadyFrame) -> FusionSample:
@@ -282,8 +284,8 @@ class FusionPipeline:
         energy = frame_energy(self.profile, self.fusion.cost_table.frame_flops(result.components), sensors_on,
                               self.frame_period_s, result.latency_ms)
         self.frames_run += 1
-        newest = max([*frame.stamps_ns.values(), *(t for t, _ in frame.imu)])
-        return FrameOutcome(frame.stamp_ns, frame.pivot, sample, result, energy, commands, newest, released)
+        last_received = max([m.received_ns for m in frame.messages.values()] + [m.received_ns for _, m in frame.imu])
+        return FrameOutcome(frame.stamp_ns, frame.pivot, sample, result, energy, commands, last_received, released)
 
     def _apply_power(self, commands: list[PowerCommand]) -> list[ReadyFrame]:
         """Frames stop waiting for sensors put in standby (the pivot hands over to a fallback)."""
@@ -337,10 +339,3 @@ class FusionPipeline:
         if (sensor, reason) not in self._warned:
             self._warned.add((sensor, reason))
             log.warning("%s: %s (%s); further ones are only counted", sensor, reason, detail)
-
-    def latency_ms(self, outcome: FrameOutcome, now_ns: int | None = None) -> float:
-        """Wall time from the newest sensor stamp of the frame to now [ms] (stamps on the wall clock)."""
-        now_ns = time.time_ns() if now_ns is None else now_ns
-        value = (now_ns - outcome.newest_stamp_ns) / 1e6
-        return value if math.isfinite(value) else float("nan")
-

@@ -1,0 +1,122 @@
+"""The final report of a stack run, from the files its nodes left in the run folder.
+
+Inputs (``ros_nodes.run_record``): ``frames.jsonl`` (every fused frame, with its detections),
+``ground_truth.jsonl`` (simulator runs and bags with ground truth), ``ledger.json`` and
+``drops.json``. Outputs: ``report.json`` and ``report.md`` in the same folder.
+
+mAP pairs each fused frame with the ground-truth frame nearest its stamp within
+``gt_tolerance_s`` (the frame's stamp is its LiDAR scan's, the ground truth's the simulator's
+frame time; they differ by the sensor's phase). Ground truth outside the model's detection
+region is left out, as in offline evaluation; the simulator's markers do not carry occlusion, so
+fully hidden objects count as misses here (offline evaluation ignores them): live mAP is a
+little stricter than ``dyn-fusion evaluate`` on the same frames.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fusion_core.boxes import BOX_DIM, CLASS_NAMES
+from fusion_core.evaluation.average_precision import DetectionEvaluator
+from fusion_core.evaluation.model_eval import in_region
+from fusion_core.model.config import BevGridConfig
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class RunReport:
+    frames_fused: int
+    frames_evaluated: int                 # fused frames with ground truth near their stamp
+    ground_truth_frames: int
+    map_all: float | None                 # None without ground truth
+    map_by_condition: dict[str, float]
+    joules_by_component: dict[str, float]   # totals over the run
+    joules_per_frame: dict[str, float]
+    mean_power_w: dict[str, float]
+    latency_ms: dict[str, float]          # stamp -> publish: p50, p95
+    drops: dict[str, int]                 # "<sensor>:<cause>" -> count
+    expert_usage: dict[str, float]        # share of frames each expert ran
+    exit_histogram: dict[int, int]
+    pivots: dict[str, int]                # frames per pivot role (a fallback means the LiDAR was silent)
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.05) -> RunReport:
+    frames = _read_jsonl(run_dir / "frames.jsonl")
+    truth = _read_jsonl(run_dir / "ground_truth.jsonl")
+    ledger = json.loads((run_dir / "ledger.json").read_text()) if (run_dir / "ledger.json").is_file() else {}
+    drops = json.loads((run_dir / "drops.json").read_text()) if (run_dir / "drops.json").is_file() else {}
+
+    evaluator = DetectionEvaluator(CLASS_NAMES)
+    gt_stamps = np.array([g["stamp_ns"] for g in truth], np.int64)
+    tol_ns = round(gt_tolerance_s * _NS)
+    evaluated = 0
+    for f in frames:
+        if f["detections"] is None or not len(gt_stamps):
+            continue
+        k = int(np.argmin(np.abs(gt_stamps - f["stamp_ns"])))
+        if abs(int(gt_stamps[k]) - f["stamp_ns"]) > tol_ns:
+            continue
+        gt = np.asarray(truth[k]["boxes"], np.float32).reshape(-1, BOX_DIM)
+        det = np.asarray(f["detections"], np.float32).reshape(-1, BOX_DIM)
+        condition = truth[k].get("condition")
+        evaluator.add_frame(det, gt[in_region(gt, grid)], (condition,) if condition else ())
+        evaluated += 1
+    metrics = evaluator.result() if evaluated else {}
+    experts: Counter[str] = Counter(e for f in frames for e in f["active_experts"])
+    return RunReport(
+        frames_fused=len(frames), frames_evaluated=evaluated, ground_truth_frames=len(truth),
+        map_all=metrics["all"].mean_ap if "all" in metrics else None,
+        map_by_condition={g: m.mean_ap for g, m in metrics.items() if g != "all"},
+        joules_by_component=ledger.get("totals_j", {}), joules_per_frame=ledger.get("mean_j_per_frame", {}),
+        mean_power_w=ledger.get("mean_power_w", {}), latency_ms=ledger.get("latency_ms", {}),
+        drops=drops.get("fusion_node", {}),
+        expert_usage={e: n / len(frames) for e, n in sorted(experts.items())} if frames else {},
+        exit_histogram=dict(sorted(Counter(f["exit_index"] for f in frames).items())),
+        pivots=dict(Counter(f["pivot"] for f in frames)),
+    )
+
+
+def report_markdown(r: RunReport, title: str) -> str:
+    lines = [f"# {title}", ""]
+    if r.map_all is None:
+        lines.append(f"- frames fused: {r.frames_fused} (no ground truth: no mAP)")
+    else:
+        by_cond = ", ".join(f"{c} {m:.3f}" for c, m in r.map_by_condition.items())
+        lines.append(f"- mAP against ground truth: **{r.map_all:.3f}** on {r.frames_evaluated} of {r.frames_fused} "
+                     f"fused frames ({r.ground_truth_frames} ground-truth frames){'; ' + by_cond if by_cond else ''}")
+    if r.latency_ms:
+        lines.append(f"- latency, sensor stamp -> detections published: p50 {r.latency_ms.get('p50', float('nan')):.1f} ms,"
+                     f" p95 {r.latency_ms.get('p95', float('nan')):.1f} ms")
+    if r.pivots:
+        lines.append("- frames per pivot: " + ", ".join(f"{k} {v}" for k, v in r.pivots.items()))
+    if r.exit_histogram:
+        lines.append("- exits taken: " + ", ".join(f"exit {k}: {v}" for k, v in r.exit_histogram.items()))
+    if r.expert_usage:
+        lines.append("- experts run (share of frames): " + ", ".join(f"{e} {s:.0%}" for e, s in r.expert_usage.items()))
+    lines += ["", "| component | J total | mJ / frame | mean W |", "|---|---|---|---|"]
+    for c, j in sorted(r.joules_by_component.items(), key=lambda cj: -cj[1]):
+        lines.append(f"| {c} | {j:.3f} | {r.joules_per_frame.get(c, 0.0) * 1e3:.2f} | {r.mean_power_w.get(c, 0.0):.3f} |")
+    lines += ["", "Drops by sensor and cause: " + (", ".join(f"{k} {v}" for k, v in sorted(r.drops.items())) or "none"),
+              ""]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path, grid: BevGridConfig, title: str) -> RunReport:
+    report = build_report(run_dir, grid)
+    (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    (run_dir / "report.md").write_text(report_markdown(report, title))
+    return report

@@ -1,0 +1,150 @@
+"""``dyn-fusion up``: run a node plan here, without launch_ros (one OS process per node).
+
+The nodes, their modules and the parameter file come from :mod:`ros_nodes.node_plan`, which
+``launch/vehicle.launch.py`` reads too. The run gets its own DDS domain (``ROS_DOMAIN_ID`` if
+set, else a random one) with discovery kept on this host, so two runs on one machine never mix.
+
+Order: nodes start in plan order; a node marked ``waits_for_ready`` must log its ready line
+before the next starts (the fusion node loads the model and measures its cost table first, so
+the source's first frames are not lost). The run ends when the node marked ``ends_the_run``
+(the simulator or the bag player) exits; the others then get SIGINT, finish their last frames
+and write their records. If any other node dies first, everything is stopped and the error
+names that node and shows the end of its log. Each node's output goes to ``<out>/logs/``.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ros_nodes.node_plan import NodeSpec, node_command, params_file, stack_plan
+from ros_nodes.ros_io import isolated_domain_env
+
+
+class StackError(RuntimeError):
+    """A node failed to start or died during the run."""
+
+
+@dataclass
+class StackRun:
+    stack: str                                   # "vehicle" or "replay"
+    out: Path                                    # run folder (logs/ and the nodes' records)
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # node name -> {param: value}
+    ready_timeout_s: float = 180.0               # how long a node may take to become ready
+    run_timeout_s: float = 3600.0                # hard limit on the whole run
+    stop_grace_s: float = 20.0                   # after SIGINT, how long a node may take to finish
+    echo_prefixes: tuple[str, ...] = ("energy_monitor",)  # whose progress lines are echoed live
+
+
+@dataclass
+class _Proc:
+    spec: NodeSpec
+    popen: subprocess.Popen
+    log_path: Path
+    log_offset: int = 0
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in lines[-n:])
+
+
+def run_stack(run: StackRun, echo=print) -> dict[str, int]:
+    """Run the plan to its end; returns each node's exit code. StackError when a node fails to
+    start or dies while the source is still running."""
+    plan = stack_plan(run.stack)
+    params = params_file(run.stack)
+    logs = run.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    domain = int(os.environ.get("ROS_DOMAIN_ID") or random.randint(100, 229))
+    env = isolated_domain_env(domain)
+    env.setdefault("OMP_NUM_THREADS", "1")  # each node its own core at most; torch would take both
+    echo(f"[up] stack {run.stack}: {', '.join(s.name for s in plan)} (DDS domain {domain}, params {params})")
+    procs: list[_Proc] = []
+    deadline = time.monotonic() + run.run_timeout_s
+    try:
+        for spec in plan:
+            log_path = logs / f"{spec.name}.log"
+            cmd = node_command(spec, params, run.overrides.get(spec.name))
+            with open(log_path, "w") as log:
+                popen = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            procs.append(_Proc(spec, popen, log_path))
+            if spec.waits_for_ready:
+                _wait_ready(procs[-1], run.ready_timeout_s, echo)
+        source = next(p for p in procs if p.spec.ends_the_run)
+        while source.popen.poll() is None:
+            _check_alive(procs)
+            _echo_progress(procs, run.echo_prefixes, echo)
+            if time.monotonic() > deadline:
+                raise StackError(f"the run passed its {run.run_timeout_s:.0f} s limit")
+            time.sleep(0.2)
+        if source.popen.returncode != 0:
+            raise StackError(f"{source.spec.name} exited with {source.popen.returncode}:\n{_tail(source.log_path)}")
+        time.sleep(1.0)  # the last frames are still in flight
+    finally:
+        _stop(procs, run.stop_grace_s)
+        _echo_progress(procs, run.echo_prefixes, echo)
+    return {p.spec.name: p.popen.returncode for p in procs}
+
+
+def _wait_ready(proc: _Proc, timeout_s: float, echo) -> None:
+    end = time.monotonic() + timeout_s
+    started = time.monotonic()
+    needle = f"{proc.spec.name} ready"
+    while time.monotonic() < end:
+        if proc.popen.poll() is not None:
+            raise StackError(f"{proc.spec.name} exited with {proc.popen.returncode} while starting:\n"
+                             f"{_tail(proc.log_path)}")
+        if needle in proc.log_path.read_text(errors="replace"):
+            echo(f"[up] {proc.spec.name} ready after {time.monotonic() - started:.1f} s")
+            return
+        time.sleep(0.2)
+    raise StackError(f"{proc.spec.name} not ready after {timeout_s:.0f} s:\n{_tail(proc.log_path)}")
+
+
+def _check_alive(procs: list[_Proc]) -> None:
+    for p in procs:
+        if not p.spec.ends_the_run and p.popen.poll() is not None:
+            raise StackError(f"{p.spec.name} died (exit {p.popen.returncode}) during the run:\n{_tail(p.log_path)}")
+
+
+def _echo_progress(procs: list[_Proc], prefixes: tuple[str, ...], echo) -> None:
+    """Echo new log lines of the nodes in ``prefixes`` (their progress lines)."""
+    for p in procs:
+        if p.spec.name not in prefixes:
+            continue
+        try:
+            with open(p.log_path, errors="replace") as f:
+                f.seek(p.log_offset)
+                text = f.read()
+        except OSError:
+            continue
+        complete = text[: text.rfind("\n") + 1]
+        p.log_offset += len(complete.encode())
+        for line in complete.splitlines():
+            if "]: " in line:
+                line = line.split("]: ", 1)[1]  # drop the "[INFO] [time] [node]" prefix
+            echo(f"[{p.spec.name}] {line}")
+
+
+def _stop(procs: list[_Proc], grace_s: float) -> None:
+    """SIGINT the nodes still running, last started first, each after the previous has finished
+    (the fusion node publishes its last frames before the monitor stops listening); kill a node
+    that does not finish within ``grace_s``."""
+    for p in reversed(procs):
+        if p.popen.poll() is not None:
+            continue
+        p.popen.send_signal(signal.SIGINT)
+        try:
+            p.popen.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            p.popen.kill()
+            p.popen.wait()
+        time.sleep(0.5)  # let DDS deliver what it published last
