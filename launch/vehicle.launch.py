@@ -1,27 +1,33 @@
-"""`ros2 launch dyn_fusion vehicle.launch.py [scenario:=fog] [out:=runs/latest]`
+"""`ros2 launch dyn_fusion vehicle.launch.py [scenario:=fog] [duration_s:=30.0] [run_dir:=runs/latest]`
 
-On a ROS 2 installation this starts the dyn_fusion main job. Until the ROS 2 nodes land
-(sim_node, fusion_node, energy_monitor; see ros_nodes/), the main job is the simulator demo
-that `make run` also runs: simulate a scenario into a rosbag2 (MCAP), a summary and a preview.
-The launch file stays a thin wrapper over the `dyn-fusion` executable so the two cannot drift.
+Starts the vehicle stack on a ROS 2 installation: the nodes of ``ros_nodes.node_plan`` (the same
+plan ``dyn-fusion up vehicle`` runs here without launch_ros), each with the shared parameter file
+``configs/vehicle.yaml``. This file only reads the plan, so the two cannot drift.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from ros_nodes.node_plan import params_file, stack_plan
+
+# Launch arguments -> the node parameter each one sets.
+ARGUMENTS = {
+    "scenario": ("sim_node", "sim.scenario", "default", "scenario name or YAML path"),
+    "duration_s": ("sim_node", "sim.duration_s", "0.0", "scenario seconds to run (0: no limit)"),
+    "run_dir": ("energy_monitor", "energy.run_dir", "runs/latest", "folder for the ledger and run record"),
+    "calibration_file": ("fusion_node", "fusion.calibration_file", "",
+                         "sensor mounts as YAML; '' = receive /tf_static (a ROS install has tf2_msgs)"),
+}
+
 
 def generate_launch_description():
-    scenario = LaunchConfiguration("scenario")
-    out = LaunchConfiguration("out")
-    return LaunchDescription([
-        DeclareLaunchArgument("scenario", default_value="default", description="scenario name or YAML path"),
-        DeclareLaunchArgument("out", default_value="runs/latest", description="run folder"),
-        Node(
-            package="dyn_fusion",
-            executable="dyn-fusion",
-            name="dyn_fusion_demo",
-            arguments=["demo", "--scenario", scenario, "--out", out, "--overwrite"],
-            output="screen",
-        ),
-    ])
+    actions = [DeclareLaunchArgument(name, default_value=default, description=doc)
+               for name, (_node, _param, default, doc) in ARGUMENTS.items()]
+    params = str(params_file("vehicle"))
+    for spec in stack_plan("vehicle"):
+        overrides = {param: LaunchConfiguration(name) for name, (node, param, _d, _doc) in ARGUMENTS.items()
+                     if node == spec.name}
+        actions.append(Node(package="dyn_fusion", executable=spec.executable, name=spec.name,
+                            parameters=[params, overrides], output="screen"))
+    return LaunchDescription(actions)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +48,6 @@ class EnergyMonitor(Node):
         declare_section(self, "energy", EnergyMonitorConfig())
         self.config = read_section(self, "energy", EnergyMonitorConfig)
         self.recorder = RunRecorder()
-        self._experts: Counter[str] = Counter()
-        self._exits: Counter[int] = Counter()
         self._since_report = 0
         self._t0 = time.monotonic()
         cls = ros_io.message_class
@@ -75,6 +72,7 @@ class EnergyMonitor(Node):
 
     def _on_diagnostics(self, raw: bytes) -> None:
         msg = self._decode(raw, "diagnostic_msgs/msg/DiagnosticArray")
+        record = None  # the frame status comes first in the fusion node's array, then its health
         for status in [] if msg is None else msg.status:
             if status.name == FRAME_STATUS:
                 try:
@@ -83,11 +81,9 @@ class EnergyMonitor(Node):
                     self.recorder.bad_messages += 1
                     continue
                 self.recorder.add_frame(record)
-                self._experts.update(record.active_experts)
-                self._exits[record.exit_index] += 1
                 self._since_report += 1
             elif status.name == HEALTH_STATUS:
-                self.recorder.add_health(status)
+                self.recorder.add_health(status, record)
 
     def _on_detections(self, raw: bytes) -> None:
         msg = self._decode(raw, "visualization_msgs/msg/MarkerArray")

@@ -54,8 +54,10 @@ class FrameRecord:
     inference_ms: float
     stamp_to_publish_ms: float
     energy: FrameEnergy
-    absent: dict[str, str] = field(default_factory=dict)
-    boxes: list[list[float]] | None = None   # detections, filled when the marker array arrives
+    receive_to_publish_ms: float = float("nan")
+    absent: dict[str, str] = field(default_factory=dict)   # sensor -> reason (from the health status)
+    health_level: int = 0                                   # 0 OK, 1 WARN, 2 ERROR
+    health_message: str = ""
 
 
 def _values(status) -> dict[str, str]:
@@ -74,6 +76,7 @@ def frame_record(status) -> FrameRecord:
             active_experts=[e for e in v["active_experts"].split(",") if e], exit_index=int(v["exit_index"]),
             condition_estimate=v["condition_estimate"], inference_ms=float(v["inference_ms"]),
             stamp_to_publish_ms=float(v["stamp_to_publish_ms"]),
+            receive_to_publish_ms=float(v.get("receive_to_publish_ms", "nan")),
             energy=FrameEnergy(compute, sensors, float(v["stamp_to_publish_ms"])))
     except KeyError as missing:
         raise ValueError(f"frame status without {missing}") from None
@@ -115,9 +118,15 @@ class RunRecorder:
     def add_frame(self, record: FrameRecord) -> None:
         self.frames[record.stamp_ns] = record
 
-    def add_health(self, status) -> None:
-        """Keep the newest drop counters (they are running totals)."""
-        self.drops = {k.removeprefix("drops:"): int(x) for k, x in _values(status).items() if k.startswith("drops:")}
+    def add_health(self, status, record: FrameRecord | None) -> None:
+        """Keep the newest drop counters (running totals); attach level, message and absences to
+        the frame reported in the same array."""
+        values = _values(status)
+        self.drops = {k.removeprefix("drops:"): int(x) for k, x in values.items() if k.startswith("drops:")}
+        if record is not None:
+            record.health_level = int(status.level)
+            record.health_message = status.message
+            record.absent = {k.removeprefix("absent:"): x for k, x in values.items() if k.startswith("absent:")}
 
     def add_detections(self, stamp_ns: int, boxes: np.ndarray) -> None:
         self.detections[stamp_ns] = boxes
@@ -160,7 +169,9 @@ class RunRecorder:
                     "stamp_ns": stamp, "pivot": r.pivot, "gate_mode": r.gate_mode, "configuration": r.configuration,
                     "active_experts": r.active_experts, "exit_index": r.exit_index,
                     "condition_estimate": r.condition_estimate, "inference_ms": r.inference_ms,
-                    "stamp_to_publish_ms": r.stamp_to_publish_ms, "compute_j": r.energy.compute_total_j,
+                    "stamp_to_publish_ms": r.stamp_to_publish_ms, "receive_to_publish_ms": r.receive_to_publish_ms,
+                    "health_level": r.health_level, "health_message": r.health_message, "absent": r.absent,
+                    "compute_j": r.energy.compute_total_j,
                     "sensor_j": r.energy.sensor_total_j, "sensors_on": sorted(r.energy.sensor_j),
                     "detections": None if boxes is None else np.asarray(boxes, float).round(4).tolist(),
                 }) + "\n")

@@ -15,12 +15,21 @@ dropped by a fault, yields no sample at all):
   ``|stamp - t| <= tolerance`` of that sensor; on a tie the earlier one. Looking ahead as far as
   behind matches the simulator's frames (a capture with a phase offset belongs to the frame it
   follows) and real rigs whose sensors stamp slightly after the reference; an online consumer
-  of this rule waits ``tolerance`` before assembling a frame.
-* IMU: every sample with stamp in ``(t - imu_window_s, t]``, oldest first (causal).
+  of this rule waits ``tolerance`` before assembling a frame. Among messages with the very same
+  stamp the last logged one wins: a driver that republishes one capture while filling it in
+  (sick_scan's radar clouds) ends with the complete version.
+* IMU: every sample with stamp in ``(t - imu_window_s, t]``, oldest first (causal). With
+  ``reference_sensor: imu`` (recordings without a detection sensor) every IMU message is a
+  reference, so each sample's window ends with that message.
 * ground truth and labels: nearest within the ``ground_truth`` tolerance.
 
 Header stamps, not log times, are used throughout: a late delivery (latency) still lands in the
 frame it was captured for.
+
+Calibration: a sensor frame the static TF tree does not connect to ``base_frame_id`` is a
+:class:`StaticTfError`, unless the mapping says ``untransformed_frames: identity``: then the
+frame is taken as mounted at ``base_frame_id``, warned about once, and listed in
+:attr:`RosbagSource.assumed_identity_frames`.
 
 Absence reasons: ``not_recorded`` (no topic mapped or none in the bag), ``no_message``
 (nothing within tolerance), ``dropped_by_fault`` (nothing within tolerance and the labels say
@@ -72,12 +81,24 @@ _NS = 1_000_000_000
 
 
 @cache
-def _fallback_typestore():
+def fallback_typestore():
     """ROS 2 types (Kilted + the vision_msgs of our bags) for bags without embedded definitions
     (imported on first use so importing this module does not pull in the simulator package)."""
     from sim.writers.ros_types import ros2_typestore
 
     return ros2_typestore()
+
+
+def complete_typestore(reader: AnyReader) -> None:
+    """A bag with definitions for only some topics gets the rest from the fallback store
+    (AnyReader uses its default store only when the bag embeds no definition at all)."""
+    if not reader.is2:
+        return
+    have = reader.typestore.fielddefs
+    if all(c.msgtype in have for c in reader.connections):
+        return
+    extra = {k: v for k, v in fallback_typestore().fielddefs.items() if k not in have}
+    reader.typestore.register(extra)
 
 
 def _custom_data(path: Path) -> dict[str, str]:
@@ -116,14 +137,15 @@ class _Stream:
         self.stamps = np.array([e.stamp_ns for e in self.entries], np.int64)
 
     def nearest(self, t_ns: int, tol_ns: int) -> _Entry | None:
-        """Entry nearest to t with |stamp - t| <= tol; ties go to the earlier stamp."""
+        """Entry nearest to t with |stamp - t| <= tol; ties go to the earlier stamp; of entries
+        sharing one stamp, the last logged."""
         k = int(np.searchsorted(self.stamps, t_ns, side="right"))  # entries[k-1] <= t < entries[k]
         best = None
         if k > 0 and t_ns - self.stamps[k - 1] <= tol_ns:
-            best = k - 1
+            best = k - 1  # already the last of its equal-stamp run (side="right")
         if k < len(self.stamps) and self.stamps[k] - t_ns <= tol_ns and (
                 best is None or self.stamps[k] - t_ns < t_ns - self.stamps[best]):
-            best = k
+            best = int(np.searchsorted(self.stamps, self.stamps[k], side="right")) - 1
         return None if best is None else self.entries[best]
 
     def window(self, lo_exclusive_ns: int, hi_inclusive_ns: int) -> range:
@@ -138,13 +160,16 @@ class RosbagSource(Sequence[FusionSample]):
     ``path``: a rosbag2 directory (MCAP or sqlite3) or a ROS 1 ``.bag`` file. ``mapping``: a
     ``TopicMapping`` or the path of its YAML file. Raises ``FileNotFoundError`` for a missing
     bag, ``ValueError`` when the reference topic is not in the bag or has no message, and
-    :class:`StaticTfError` when a sensor frame is not connected to ``base_frame_id``.
+    :class:`StaticTfError` when a sensor frame is not connected to ``base_frame_id`` (unless
+    ``mapping.untransformed_frames`` is ``identity``).
 
     Attributes: ``mapping``; ``drops`` (Counter keyed by (sensor, reason)); ``stamps_ns``
     ((n,) int64 reference header stamps); ``time_origin_ns`` (``FusionSample.time_s`` is
     ``(stamp - time_origin_ns) / 1e9``: the simulator's epoch when the bag records it, else 0,
     i.e. Unix seconds); ``calibration`` (sensor -> (4, 4) base <- sensor frame, from the first
-    message's frame); ``scenario_name`` (simulator bags, else None); ``custom_data``.
+    message's frame); ``scenario_name`` (simulator bags, else None); ``custom_data``;
+    ``assumed_identity_frames`` (frame ids taken as mounted at ``base_frame_id`` because the TF
+    tree does not place them, in the order met; empty unless ``untransformed_frames: identity``).
     """
 
     def __init__(self, path: str | Path, mapping: TopicMapping | str | Path):
@@ -171,6 +196,7 @@ class RosbagSource(Sequence[FusionSample]):
             stream.finish()
         self._tf = StaticTfTree.from_messages(tf_messages)
         self._base_from: dict[str, np.ndarray] = {}   # frame id -> base <- frame
+        self.assumed_identity_frames: list[str] = []
         self._resolve_frames()
         self._attach_camera_geometry()
         ref = self._streams.get(m.reference_sensor)
@@ -188,8 +214,8 @@ class RosbagSource(Sequence[FusionSample]):
 
     # ------------------------------------------------------------------ indexing (one pass)
     def _read(self, roles: dict[str, list[str]], tf_messages: list) -> None:
-        with AnyReader([self.path], default_typestore=_fallback_typestore()) as reader:
-            self._complete_typestore(reader)
+        with AnyReader([self.path], default_typestore=fallback_typestore()) as reader:
+            complete_typestore(reader)
             conns = [c for c in reader.connections if c.topic in roles]
             present = {c.topic for c in conns}
             for topic, rs in roles.items():
@@ -213,18 +239,6 @@ class RosbagSource(Sequence[FusionSample]):
                         tf_messages.append(msg)
                     else:
                         self._index(role, msg)
-
-    @staticmethod
-    def _complete_typestore(reader: AnyReader) -> None:
-        """A bag with definitions for only some topics gets the rest from the fallback store
-        (AnyReader uses its default store only when the bag embeds no definition at all)."""
-        if not reader.is2:
-            return
-        have = reader.typestore.fielddefs
-        if all(c.msgtype in have for c in reader.connections):
-            return
-        extra = {k: v for k, v in _fallback_typestore().fielddefs.items() if k not in have}
-        reader.typestore.register(extra)
 
     def _index(self, role: str, msg) -> None:
         header = msg.header
@@ -275,12 +289,13 @@ class RosbagSource(Sequence[FusionSample]):
 
     def _resolve_frames(self) -> None:
         """base <- frame for every frame id a sensor or ground truth used (fails loudly: a
-        sensor whose mount is unknown cannot be placed, and guessing would corrupt training)."""
+        sensor whose mount is unknown cannot be placed, and guessing would corrupt training;
+        only ``untransformed_frames: identity`` allows the guess, and says so)."""
         base = self.mapping.base_frame_id
         for role, stream in self._streams.items():
             if role.endswith("_info") or role in ("labels", "tf_static"):
                 continue
-            for frame in {e.frame_id for e in stream.entries if e.error is None}:
+            for frame in dict.fromkeys(e.frame_id for e in stream.entries if e.error is None):  # first-met order
                 if frame in self._base_from:
                     continue
                 if role == "ground_truth" and frame.lstrip("/") in ("", base):
@@ -290,6 +305,13 @@ class RosbagSource(Sequence[FusionSample]):
                     self._base_from[frame] = self._tf.lookup(base, frame)
                 except StaticTfError as exc:
                     topic = self._topic_of(role)
+                    if self.mapping.untransformed_frames == "identity":
+                        self._base_from[frame] = np.eye(4)
+                        self.assumed_identity_frames.append(frame)
+                        log.warning("%s: %s (%s) frame %r is not placed by the static TF tree (%s); assumed "
+                                    "mounted at %s with no offset or rotation (untransformed_frames: identity)",
+                                    self.path, role, topic, frame, exc, base)
+                        continue
                     raise StaticTfError(f"{self.path}: {role} ({topic}) frame {frame!r}: {exc}; add it to "
                                         f"{self.mapping.tf_static_topic} or map the topic to ''") from None
 

@@ -4,6 +4,20 @@ A :class:`TopicMapping` is a frozen config loaded strictly from YAML (unknown ke
 and bad values fail with the key named). ``configs/data/sim_bag.yaml`` maps the simulator's own
 bags; a real recording gets its own file. An empty topic means the sensor is not in the
 recording: it is absent in every sample with reason ``not_recorded``.
+
+Two choices matter for real recordings, which rarely carry what the simulator's bags do:
+
+* ``untransformed_frames``: what to do with a sensor frame that the static TF tree does not
+  connect to ``base_frame_id`` (many recordings have no ``/tf_static`` at all). ``error`` (the
+  default) fails with ``StaticTfError``: guessing a mount silently corrupts training data.
+  ``identity`` takes such a frame as mounted at ``base_frame_id`` (no offset, no rotation),
+  warns once per frame and lists it in ``RosbagSource.assumed_identity_frames``, so replaying a
+  bag without calibration works and says what it assumed.
+* ``reference_sensor: imu``: only for recordings without any detection sensor (an IMU-only
+  robot log). Samples are then paced by the IMU (one per IMU message), every detection sensor is
+  absent with ``not_recorded``, and the IMU window is the only data: a replay runs to the end
+  and reports what it used instead of refusing the recording. With a detection sensor mapped,
+  the reference must be one of them (pacing by the IMU would repeat each scan in many samples).
 """
 from __future__ import annotations
 
@@ -12,7 +26,9 @@ from pathlib import Path
 
 from fusion_core.config_io import ConfigError, load_yaml, param
 
-REFERENCE_SENSORS = ("rgb", "depth", "lidar", "radar")
+DETECTION_SENSORS = ("rgb", "depth", "lidar", "radar")
+REFERENCE_SENSORS = (*DETECTION_SENSORS, "imu")  # "imu": only when no detection sensor is mapped
+UNTRANSFORMED_FRAME_POLICIES = ("error", "identity")
 
 
 @dataclass(frozen=True)
@@ -50,15 +66,23 @@ class TopicMapping:
     tf_static_topic: str = param("/tf_static", "tf2_msgs/TFMessage with the sensor mounts (calibration)")
     ground_truth_topic: str = param("", "vision_msgs/Detection3DArray ground truth ('' = none)")
     labels_topic: str = param("", "diagnostic_msgs/DiagnosticArray condition/fault labels as /sim/labels ('' = none)")
-    reference_sensor: str = param("lidar", "one sample per message of this sensor", choices=REFERENCE_SENSORS)
+    reference_sensor: str = param("lidar", "one sample per message of this sensor ('imu' only without detection sensors)",
+                                  choices=REFERENCE_SENSORS)
     sync_tolerance_s: SyncTolerance = param(SyncTolerance(), "per-stream header-stamp tolerance around the reference")
     imu_window_s: float = param(0.5, "IMU samples with stamps in (t - window, t] join a sample", lo=1e-3, hi=60.0)
     base_frame_id: str = param("base_link", "frame everything is expressed in (must be in the static TF tree)")
     lidar_intensity_field: str = param("intensity", "PointCloud2 field read as LiDAR intensity ('' = none: NaN)")
     radar_doppler_field: str = param("doppler", "PointCloud2 field read as radar radial velocity [m/s]")
     radar_rcs_field: str = param("rcs", "PointCloud2 field read as radar cross section [dBsm] ('' = none: NaN)")
+    untransformed_frames: str = param("error", "sensor frame not connected to base_frame_id: 'error' (StaticTfError) "
+                                      "or 'identity' (assumed at base_frame_id, warned)",
+                                      choices=UNTRANSFORMED_FRAME_POLICIES)
 
     def __post_init__(self):
+        mapped = [s for s in DETECTION_SENSORS if self.sensor_topic(s)]
+        if self.reference_sensor == "imu" and mapped:
+            raise ConfigError(f"reference_sensor: 'imu' is not one of the mapped detection sensors "
+                              f"({', '.join(mapped)}); the IMU paces samples only in recordings without any")
         if not self.sensor_topic(self.reference_sensor):
             raise ConfigError(f"reference_sensor: {self.reference_sensor!r} has no topic "
                               f"({self.reference_sensor}_topic is empty); pick a recorded sensor")
