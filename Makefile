@@ -7,7 +7,7 @@ env:
 	@bash scripts/bootstrap_env.sh
 
 run: env
-	$(PY) -m dyn_fusion.cli demo --out runs/latest --overwrite
+	$(PY) -m dyn_fusion.cli up vehicle --duration-s 30 --out runs/latest --overwrite
 
 test: env
 	$(PY) -m pytest -q tests

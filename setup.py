@@ -56,6 +56,10 @@ setup(
     entry_points={
         "console_scripts": [
             "dyn-fusion = dyn_fusion.cli:main",
+            "dyn-fusion-bag-player = ros_nodes.bag_player:main",
+            "dyn-fusion-sim-node = ros_nodes.sim_node:main",
+            "dyn-fusion-fusion-node = ros_nodes.fusion_node:main",
+            "dyn-fusion-energy-monitor = ros_nodes.energy_monitor:main",
         ],
     },
 )

@@ -10,6 +10,7 @@
     dyn-fusion train-gates --checkpoint models/default.pt --data DATA --out models/default_gates.pt
     dyn-fusion compare  --checkpoint models/default.pt --gates models/default_gates.pt --data DATA --out runs/compare
     dyn-fusion up vehicle --duration-s 30 --out runs/latest   # the ROS 2 stack: what `make run` calls
+    dyn-fusion replay BAG [--rate R] [--topics MAPPING.yaml] --out runs/replay
 
 DATA is a shard directory written by `simulate --format shards`, a collection written by
 `make-dataset`, or a rosbag (see --topics).
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"simulate": _simulate, "make-dataset": _make_dataset, "preview": _preview, "demo": _demo, "train": _train,
                "evaluate": _evaluate, "train-gates": train_gates_command, "compare": compare_command,
-               "up": cli_stack.up_command}[args.command]
+               "up": cli_stack.up_command, "replay": cli_stack.replay_command}[args.command]
     try:
         return handler(args)
     except (ConfigError, FileExistsError, FileNotFoundError) as exc:

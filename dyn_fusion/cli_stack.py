@@ -10,6 +10,7 @@ from fusion_core.config_io import ConfigError
 
 
 def add_commands(sub) -> None:
+    """Register ``up`` and ``replay``."""
     p = sub.add_parser("up", help="run the vehicle stack (sim_node, fusion_node, energy_monitor) and report")
     p.add_argument("stack", choices=("vehicle",), help="the node plan to run (ros_nodes/node_plan.py)")
     p.add_argument("--scenario", default="default", help="scenario name or YAML path (default: default)")
@@ -18,6 +19,17 @@ def add_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--set", action="append", default=[], metavar="NODE:PARAM=VALUE",
                    help="override one node parameter, e.g. fusion_node:fusion.gate_mode=static (repeatable)")
+
+
+    p = sub.add_parser("replay", help="play a rosbag through fusion_node and energy_monitor over DDS, and report")
+    p.add_argument("bag", type=Path, help="rosbag2 directory (MCAP or sqlite3) or ROS 1 .bag file")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed against the wall clock (default 1)")
+    p.add_argument("--topics", default="sim_bag",
+                   help="topic mapping: a name in configs/data/ or a YAML path (default sim_bag)")
+    p.add_argument("--out", type=Path, default=Path("runs/replay"), help="run folder (default runs/replay)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--set", action="append", default=[], metavar="NODE:PARAM=VALUE",
+                   help="override one node parameter (repeatable)")
 
 
 def _overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
@@ -80,3 +92,77 @@ def up_command(args: argparse.Namespace) -> int:
         print(f"dyn-fusion up: nodes exited with errors: {failed}")
         return 1
     return 0 if report.frames_fused else 1
+
+
+def _mapping_path(name_or_path: str) -> Path:
+    from fusion_core.data.topic_mapping import data_config_dir
+
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"--topics: no such file {path}")
+        return path
+    shipped = data_config_dir() / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        names = ", ".join(sorted(p.stem for p in data_config_dir().glob("*.yaml")))
+        raise ConfigError(f"--topics: no mapping named {name_or_path!r} (shipped: {names}) and not a YAML path")
+    return shipped
+
+
+def _sync_overrides(mapping) -> dict[str, str]:
+    """The synchroniser's roles, pivot and tolerance from the mapping: frames wait only for the
+    sensors the recording has, one frame per reference-sensor message."""
+    roles = [s for s in ("lidar", "radar", "rgb", "depth", "imu") if mapping.sensor_topic(s)]
+    pivot = mapping.reference_sensor
+    imu_role = "imu" if "imu" in roles and pivot != "imu" else ""
+    fallbacks = [r for r in ("depth", "rgb", "radar", "lidar") if r in roles and r != pivot]
+    as_list = lambda xs: "[" + ",".join(xs) + "]"
+    return {"sync.roles": as_list(roles), "sync.pivot": pivot, "sync.imu_role": imu_role,
+            "sync.fallback_pivots": as_list(fallbacks),  # "[]" reads as unset: no fallback
+            "sync.tolerance_s": repr(mapping.sync_tolerance_s.default_s),
+            "sync.max_wait_s": repr(max(0.15, 3 * mapping.sync_tolerance_s.default_s))}
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    from dyn_fusion.run_report import write_report
+    from dyn_fusion.stack_runner import StackError, StackRun, run_stack
+    from fusion_core.data.rosbag_source import read_static_tf
+    from fusion_core.data.static_tf import save_static_tf
+    from fusion_core.data.topic_mapping import TopicMapping
+    from fusion_core.training.checkpoint import load_checkpoint
+
+    if not args.bag.exists():
+        raise FileNotFoundError(f"{args.bag}: no such bag")
+    if not args.rate > 0:
+        raise ConfigError(f"--rate: must be > 0, got {args.rate}")
+    mapping_path = _mapping_path(args.topics)
+    mapping = TopicMapping.load(mapping_path)
+    overrides = _overrides(args.set)
+    checkpoint = overrides.get("fusion_node", {}).get("fusion.checkpoint", "models/default.pt")
+    grid = load_checkpoint(checkpoint).model_config.grid
+    _prepare_out(args.out, args.overwrite)
+    calibration = args.out / "calibration.yaml"
+    save_static_tf(calibration, read_static_tf(args.bag, mapping))  # tf2_msgs cannot be published here
+    plan_overrides = {
+        "bag_player": {"player.bag": str(args.bag.resolve()), "player.rate": repr(args.rate),
+                       "player.wait_for_subscribers_s": "30.0"},
+        "fusion_node": {"fusion.calibration_file": str(calibration), "fusion.topic_mapping": str(mapping_path),
+                        "fusion.process_every_frame": "true", **_sync_overrides(mapping)},
+        "energy_monitor": {"energy.run_dir": str(args.out)},
+    }
+    for node, values in overrides.items():
+        plan_overrides.setdefault(node, {}).update(values)
+    try:
+        codes = run_stack(StackRun("replay", args.out, plan_overrides))
+    except StackError as err:
+        print(f"dyn-fusion replay: {err}")
+        return 1
+    write_report(args.out, grid, f"dyn-fusion replay: {args.bag.name} ({mapping_path.stem}, rate {args.rate:g})",
+                 live=False)
+    print("\n" + (args.out / "report.md").read_text())
+    print(f"run folder: {args.out}")
+    failed = {n: c for n, c in codes.items() if c != 0}
+    if failed:
+        print(f"dyn-fusion replay: nodes exited with errors: {failed} (see {args.out / 'logs'})")
+        return 1
+    return 0

@@ -38,8 +38,11 @@ class RunReport:
     joules_by_component: dict[str, float]   # totals over the run
     joules_per_frame: dict[str, float]
     mean_power_w: dict[str, float]
-    latency_ms: dict[str, float]          # stamp -> publish: p50, p95
+    latency_ms: dict[str, float]          # "stamp_to_publish_p50", ..., "receive_to_publish_p95"
+    sensor_presence: dict[str, float]     # share of fused frames each sensor was present in
+    absence_reasons: dict[str, dict[str, int]]  # sensor -> reason -> frames
     drops: dict[str, int]                 # "<sensor>:<cause>" -> count
+    received: dict[str, int]              # messages fusion_node received, by role
     expert_usage: dict[str, float]        # share of frames each expert ran
     exit_histogram: dict[int, int]
     pivots: dict[str, int]                # frames per pivot role (a fallback means the LiDAR was silent)
@@ -54,7 +57,14 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.05) -> RunReport:
+def _percentiles(values: list[float], name: str) -> dict[str, float]:
+    v = np.array([x for x in values if np.isfinite(x)], np.float64)
+    return {f"{name}_p50": float(np.percentile(v, 50)), f"{name}_p95": float(np.percentile(v, 95))} if v.size else {}
+
+
+def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.05, live: bool = True) -> RunReport:
+    """``live``: header stamps are wall time (a simulator run), so stamp -> publish latency is
+    meaningful; a replayed bag's stamps are the recording's, so only receive -> publish is."""
     frames = _read_jsonl(run_dir / "frames.jsonl")
     truth = _read_jsonl(run_dir / "ground_truth.jsonl")
     ledger = json.loads((run_dir / "ledger.json").read_text()) if (run_dir / "ledger.json").is_file() else {}
@@ -77,13 +87,23 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
         evaluated += 1
     metrics = evaluator.result() if evaluated else {}
     experts: Counter[str] = Counter(e for f in frames for e in f["active_experts"])
+    latency = _percentiles([f.get("receive_to_publish_ms", float("nan")) for f in frames], "receive_to_publish")
+    if live:
+        latency.update(_percentiles([f["stamp_to_publish_ms"] for f in frames], "stamp_to_publish"))
+    reasons: dict[str, Counter[str]] = {}
+    for f in frames:
+        for sensor, reason in f.get("absent", {}).items():
+            reasons.setdefault(sensor, Counter())[reason] += 1
+    sensors = ("rgb", "depth", "lidar", "radar", "imu")
     return RunReport(
         frames_fused=len(frames), frames_evaluated=evaluated, ground_truth_frames=len(truth),
         map_all=metrics["all"].mean_ap if "all" in metrics else None,
         map_by_condition={g: m.mean_ap for g, m in metrics.items() if g != "all"},
         joules_by_component=ledger.get("totals_j", {}), joules_per_frame=ledger.get("mean_j_per_frame", {}),
-        mean_power_w=ledger.get("mean_power_w", {}), latency_ms=ledger.get("latency_ms", {}),
-        drops=drops.get("fusion_node", {}),
+        mean_power_w=ledger.get("mean_power_w", {}), latency_ms=latency,
+        sensor_presence={s: 1 - sum(reasons.get(s, {}).values()) / len(frames) for s in sensors} if frames else {},
+        absence_reasons={s: dict(c) for s, c in sorted(reasons.items())},
+        drops=drops.get("fusion_node", {}), received=drops.get("fusion_node_received", {}),
         expert_usage={e: n / len(frames) for e, n in sorted(experts.items())} if frames else {},
         exit_histogram=dict(sorted(Counter(f["exit_index"] for f in frames).items())),
         pivots=dict(Counter(f["pivot"] for f in frames)),
@@ -98,9 +118,17 @@ def report_markdown(r: RunReport, title: str) -> str:
         by_cond = ", ".join(f"{c} {m:.3f}" for c, m in r.map_by_condition.items())
         lines.append(f"- mAP against ground truth: **{r.map_all:.3f}** on {r.frames_evaluated} of {r.frames_fused} "
                      f"fused frames ({r.ground_truth_frames} ground-truth frames){'; ' + by_cond if by_cond else ''}")
-    if r.latency_ms:
-        lines.append(f"- latency, sensor stamp -> detections published: p50 {r.latency_ms.get('p50', float('nan')):.1f} ms,"
-                     f" p95 {r.latency_ms.get('p95', float('nan')):.1f} ms")
+    if "stamp_to_publish_p50" in r.latency_ms:
+        lines.append(f"- latency, sensor stamp -> detections published: p50 {r.latency_ms['stamp_to_publish_p50']:.1f} ms,"
+                     f" p95 {r.latency_ms['stamp_to_publish_p95']:.1f} ms")
+    if "receive_to_publish_p50" in r.latency_ms:
+        lines.append(f"- latency, last message received -> detections published: p50 "
+                     f"{r.latency_ms['receive_to_publish_p50']:.1f} ms, p95 {r.latency_ms['receive_to_publish_p95']:.1f} ms")
+    if r.sensor_presence:
+        lines.append("- sensors used (share of fused frames): " + ", ".join(
+            f"{s} {p:.0%}" for s, p in r.sensor_presence.items()))
+    for sensor, why in r.absence_reasons.items():
+        lines.append(f"  - {sensor} absent: " + ", ".join(f"{k} {v}" for k, v in sorted(why.items())))
     if r.pivots:
         lines.append("- frames per pivot: " + ", ".join(f"{k} {v}" for k, v in r.pivots.items()))
     if r.exit_histogram:
@@ -110,13 +138,15 @@ def report_markdown(r: RunReport, title: str) -> str:
     lines += ["", "| component | J total | mJ / frame | mean W |", "|---|---|---|---|"]
     for c, j in sorted(r.joules_by_component.items(), key=lambda cj: -cj[1]):
         lines.append(f"| {c} | {j:.3f} | {r.joules_per_frame.get(c, 0.0) * 1e3:.2f} | {r.mean_power_w.get(c, 0.0):.3f} |")
+    lines += ["", "Messages fusion_node received: " + (", ".join(f"{k} {v}" for k, v in sorted(r.received.items()))
+                                                     or "none reported")]
     lines += ["", "Drops by sensor and cause: " + (", ".join(f"{k} {v}" for k, v in sorted(r.drops.items())) or "none"),
               ""]
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, grid: BevGridConfig, title: str) -> RunReport:
-    report = build_report(run_dir, grid)
+def write_report(run_dir: Path, grid: BevGridConfig, title: str, live: bool = True) -> RunReport:
+    report = build_report(run_dir, grid, live=live)
     (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     (run_dir / "report.md").write_text(report_markdown(report, title))
     return report

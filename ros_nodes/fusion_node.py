@@ -162,7 +162,7 @@ class FusionNode(Node):
         self._inbox_overflow = 0
         for role, (topic, msgtype) in self.pipeline.roles.items():
             self.create_subscription(ros_io.message_class(msgtype), topic, self._inbox_callback(role),
-                                     ros_io.SENSOR_QOS, raw=True)
+                                     ros_io.SENSOR_SUBSCRIPTION_QOS, raw=True)
         self.detections_pub = self.create_publisher(ros_io.message_class("visualization_msgs/msg/MarkerArray"),
                                                     DETECTIONS_TOPIC, ros_io.RELIABLE_QOS)
         self.diagnostics_pub = self.create_publisher(ros_io.message_class("diagnostic_msgs/msg/DiagnosticArray"),
@@ -172,6 +172,7 @@ class FusionNode(Node):
                            for s in ("rgb", "depth", "lidar", "radar", "imu")} if power is not None else {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._slow_run = 0
+        self._ready: list[ReadyFrame] = []  # synchronised frames waiting for the worker (its own list)
         self.frames_published = 0
         self._running = True
         self._worker = threading.Thread(target=self._work, name="fusion_worker", daemon=True)
@@ -245,7 +246,6 @@ class FusionNode(Node):
         return enqueue
 
     def _work(self) -> None:
-        ready: list[ReadyFrame] = []
         while self._running:
             with self._inbox_lock:
                 if not self._inbox:
@@ -253,34 +253,38 @@ class FusionNode(Node):
                 batch = list(self._inbox)
                 self._inbox.clear()
             for role, raw, received_ns in batch:
-                ready += self.pipeline.accept(role, raw, received_ns)
-            if not ready:
+                self._ready += self.pipeline.accept(role, raw, received_ns)
+            if not self._ready:
                 continue
-            if not self.config.process_every_frame and len(ready) > 1:
-                self.pipeline.drop_frames(ready[:-1], "overload")
-                ready = ready[-1:]
-            frame = ready.pop(0)
-            try:
-                outcome = self.pipeline.run(frame)
-            except Exception as exc:  # noqa: BLE001 - a bad frame must not take the node down
-                self.pipeline.drop_frames([frame], "fusion_error")
-                self.get_logger().error(f"frame {frame.synced.stamp_ns}: fusion failed: {exc!r}")
-                continue
-            ready += outcome.released_frames
-            try:
-                self._publish(outcome)
-            except Exception as exc:  # noqa: BLE001 - keep fusing; the error is logged once per frame
-                self.get_logger().error(f"frame {outcome.stamp_ns}: publishing failed: {exc!r}")
+            if not self.config.process_every_frame and len(self._ready) > 1:
+                self.pipeline.drop_frames(self._ready[:-1], "overload")
+                self._ready = self._ready[-1:]
+            self._run_one(self._ready.pop(0))
+
+    def _run_one(self, frame: ReadyFrame) -> None:
+        """Fuse and publish one frame; an exception costs that frame (counted), not the node."""
+        try:
+            outcome = self.pipeline.run(frame)
+        except Exception as exc:  # noqa: BLE001 - a bad frame must not take the node down
+            self.pipeline.drop_frames([frame], "fusion_error")
+            self.get_logger().error(f"frame {frame.synced.stamp_ns}: fusion failed: {exc!r}")
+            return
+        self._ready += outcome.released_frames
+        try:
+            self._publish(outcome)
+        except Exception as exc:  # noqa: BLE001 - keep fusing; the error is logged per frame
+            self.get_logger().error(f"frame {outcome.stamp_ns}: publishing failed: {exc!r}")
 
     def finish(self) -> None:
-        """Stop the worker, run what is still pending (end of a bag or a run), log a summary."""
+        """Stop the worker after its current frame, fuse every frame still pending (the end of a
+        bag or a run: nothing is left unaccounted), log a summary."""
         self._running = False
-        self._worker.join(timeout=10)
+        self._worker.join()
         for role, raw, received_ns in self._drain():
-            for frame in self.pipeline.accept(role, raw, received_ns):
-                self._publish(self.pipeline.run(frame))
-        for frame in self.pipeline.flush():
-            self._publish(self.pipeline.run(frame))
+            self._ready += self.pipeline.accept(role, raw, received_ns)
+        self._ready += self.pipeline.flush()
+        while self._ready:
+            self._run_one(self._ready.pop(0))
         drops = ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(self.pipeline.drops.items())) or "none"
         self.get_logger().info(f"fusion_node: {self.frames_published} frames published; drops: {drops}")
 
@@ -336,6 +340,7 @@ class FusionNode(Node):
             level = 2
             problems.append(f"{self._slow_run} slow frames in a row")
         drops = [(f"drops:{sensor}:{cause}", str(n)) for (sensor, cause), n in sorted(self.pipeline.drops.items())]
+        drops += [(f"received:{role}", str(n)) for role, n in sorted(self.pipeline.received.items())]
         header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](
             sec=o.stamp_ns // 1_000_000_000, nanosec=o.stamp_ns % 1_000_000_000), frame_id="")
         summary = f"{s.mode}: {','.join(r.active_experts) or 'none'}; exit {r.exit_index}; " \

@@ -127,6 +127,7 @@ class FusionPipeline:
         self._warned: set[tuple[str, str]] = set()
         self._counted_sync: Counter[tuple[str, str]] = Counter()
         self._imu_history: deque[tuple[int, DecodedMessage]] = deque()
+        self.assumed_identity_frames: list[str] = []
         self._imu_window_ns = round(mapping.imu_window_s * _NS)
 
     # ------------------------------------------------------------------ messages in
@@ -177,6 +178,8 @@ class FusionPipeline:
         history = self._imu_history
         for frame in frames:
             history.extend((t, m) for t, m in frame.imu)
+            if "imu" in frame.messages:  # an IMU-only recording: the IMU is the pivot
+                history.append((frame.stamps_ns["imu"], frame.messages["imu"]))
             start = frame.stamp_ns - self._imu_window_ns
             while history and history[0][0] <= start:
                 history.popleft()
@@ -215,6 +218,8 @@ class FusionPipeline:
                 absence[sensor] = "not_subscribed"
         arrays: dict[str, Any] = {}
         for role, msg in frame.messages.items():
+            if role == "imu":
+                continue  # the IMU is read as a window below
             base_from = self._placement(role, msg.frame_id)
             if base_from is None:
                 absence[role] = "no_calibration"
@@ -233,7 +238,7 @@ class FusionPipeline:
         if "imu" in self.roles and ready.imu_window:
             absence.pop("imu", None)  # no new sample since the last frame, but a window to read
             frame_id = ready.imu_window[-1][1].frame_id
-            base_from = self._placement("imu", frame_id, n_messages=len(frame.imu))
+            base_from = self._placement("imu", frame_id, n_messages=len(frame.imu) + ("imu" in frame.messages))
             if base_from is None:
                 absence["imu"] = "no_calibration"
             else:
@@ -280,7 +285,7 @@ class FusionPipeline:
         sensors_on = [s for s in SENSORS if sample.absence.get(s) not in ("standby", "not_subscribed")]
         for role in frame.messages:
             self.used[role] += sample.present(role)
-        self.used["imu"] += len(frame.imu) if sample.present("imu") else 0
+        self.used["imu"] += len(frame.imu) if sample.present("imu") else 0  # (an IMU pivot counts above)
         energy = frame_energy(self.profile, self.fusion.cost_table.frame_flops(result.components), sensors_on,
                               self.frame_period_s, result.latency_ms)
         self.frames_run += 1
@@ -309,8 +314,14 @@ class FusionPipeline:
         try:
             base_from = self.calibration.lookup(self.mapping.base_frame_id, frame_id)
         except StaticTfError as exc:
-            self._drop(role, "no_calibration", str(exc), n_messages)
-            return None
+            if self.mapping.untransformed_frames != "identity":
+                self._drop(role, "no_calibration", str(exc), n_messages)
+                return None
+            # the mapping says: a recording without calibration, frames taken as mounted at base
+            log.warning("%s: frame %r is not in the calibration; taken as mounted at %s (untransformed_frames: "
+                        "identity)", role, frame_id, self.mapping.base_frame_id)
+            self.assumed_identity_frames.append(frame_id)
+            base_from = np.eye(4)
         self._base_from[frame_id] = base_from
         return base_from
 

@@ -61,5 +61,5 @@ def node_command(spec: NodeSpec, params: Path, overrides: dict[str, str] | None 
     """The command line ``dyn-fusion up`` runs for ``spec`` (``-p key:=value`` per override)."""
     cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(params)]
     for key, value in (overrides or {}).items():
-        cmd += ["-p", f"{key}:={value}"]
+        cmd += ["-p", f"{key}:={value if value != '' else repr('')}"]  # rcl reads an empty value as YAML ''
     return cmd

@@ -36,6 +36,11 @@ from rclpy.qos import (
 from sim.writers.ros_types import shared_typestore
 
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
+# Subscribers keep more: a reader history of 5 overflows (silently, in DDS) whenever the node's
+# executor is held up for half a second, which two busy cores do; best effort either way, so
+# any sensor driver's publisher still matches.
+SENSOR_SUBSCRIPTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=30,
+                                     reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -113,6 +113,7 @@ class RunRecorder:
         self.ground_truth: dict[int, np.ndarray] = {}
         self.conditions: dict[int, str] = {}
         self.drops: dict[str, int] = {}
+        self.received: dict[str, int] = {}    # messages the fusion node received, by role
         self.bad_messages = 0
 
     def add_frame(self, record: FrameRecord) -> None:
@@ -123,6 +124,7 @@ class RunRecorder:
         the frame reported in the same array."""
         values = _values(status)
         self.drops = {k.removeprefix("drops:"): int(x) for k, x in values.items() if k.startswith("drops:")}
+        self.received = {k.removeprefix("received:"): int(x) for k, x in values.items() if k.startswith("received:")}
         if record is not None:
             record.health_level = int(status.level)
             record.health_message = status.message
@@ -179,6 +181,6 @@ class RunRecorder:
             for stamp in sorted(self.ground_truth):
                 f.write(json.dumps({"stamp_ns": stamp, "condition": self.conditions.get(stamp),
                                     "boxes": np.asarray(self.ground_truth[stamp], float).round(4).tolist()}) + "\n")
-        (folder / "drops.json").write_text(json.dumps({"fusion_node": self.drops,
+        (folder / "drops.json").write_text(json.dumps({"fusion_node": self.drops, "fusion_node_received": self.received,
                                                         "undecodable_messages_seen_by_monitor": self.bad_messages},
                                                        indent=2) + "\n")

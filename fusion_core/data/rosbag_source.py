@@ -101,6 +101,21 @@ def complete_typestore(reader: AnyReader) -> None:
     reader.typestore.register(extra)
 
 
+def read_static_tf(path: str | Path, mapping: TopicMapping) -> StaticTfTree:
+    """The static TF tree of a recording: every message on ``mapping.tf_static_topic`` (an empty
+    tree when the bag has none; messages that fail to deserialise are skipped with a warning)."""
+    tree = StaticTfTree()
+    with AnyReader([Path(path)], default_typestore=fallback_typestore()) as reader:
+        complete_typestore(reader)
+        conns = [c for c in reader.connections if c.topic == mapping.tf_static_topic]
+        for conn, _, raw in reader.messages(connections=conns):
+            try:
+                tree.add_message(reader.deserialize(raw, conn.msgtype))
+            except Exception as exc:  # noqa: BLE001 - a damaged TF message adds nothing
+                log.warning("%s: a %s message could not be read: %s", path, mapping.tf_static_topic, exc)
+    return tree
+
+
 def _custom_data(path: Path) -> dict[str, str]:
     """rosbag2 ``metadata.yaml`` custom_data (key -> string), {} for other bags. Read from the
     file itself: rosbags keeps it only on private reader attributes."""
