@@ -110,16 +110,9 @@ def _mapping_path(name_or_path: str) -> Path:
 
 
 def _sync_overrides(mapping) -> dict[str, str]:
-    """The synchroniser's roles, pivot and tolerance from the mapping: frames wait only for the
-    sensors the recording has, one frame per reference-sensor message."""
-    roles = [s for s in ("lidar", "radar", "rgb", "depth", "imu") if mapping.sensor_topic(s)]
-    pivot = mapping.reference_sensor
-    imu_role = "imu" if "imu" in roles and pivot != "imu" else ""
-    fallbacks = [r for r in ("depth", "rgb", "radar", "lidar") if r in roles and r != pivot]
-    as_list = lambda xs: "[" + ",".join(xs) + "]"
-    return {"sync.roles": as_list(roles), "sync.pivot": pivot, "sync.imu_role": imu_role,
-            "sync.fallback_pivots": as_list(fallbacks),  # "[]" reads as unset: no fallback
-            "sync.tolerance_s": repr(mapping.sync_tolerance_s.default_s),
+    """The mapping's tolerance (fusion_node takes the synchroniser's roles, pivot and fallbacks
+    from the mapping itself)."""
+    return {"sync.tolerance_s": repr(mapping.sync_tolerance_s.default_s),
             "sync.max_wait_s": repr(max(0.15, 3 * mapping.sync_tolerance_s.default_s))}
 
 

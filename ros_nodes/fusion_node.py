@@ -27,6 +27,7 @@ the reason and the old settings stay.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -129,12 +130,28 @@ def reference_frame(detector_config):
         return BatchCollator(detector_config)([full]).inputs
 
 
+def sync_config_for(mapping: TopicMapping, configured: StampSyncConfig, log=None) -> StampSyncConfig:
+    """The synchroniser for what ``mapping`` subscribes: roles are the mapped sensors, the pivot
+    is the mapping's reference sensor (one frame per message of it, as offline), fallback pivots
+    that are not mapped are left out (logged). ``configured`` gives the timing settings."""
+    roles = tuple(s for s in ("lidar", "radar", "rgb", "depth", "imu") if mapping.sensor_topic(s))
+    pivot = mapping.reference_sensor
+    imu_role = "imu" if "imu" in roles and pivot != "imu" else ""
+    fallbacks = tuple(r for r in configured.fallback_pivots if r in roles and r not in (pivot, imu_role))
+    left_out = [r for r in configured.fallback_pivots if r not in fallbacks and r != pivot]
+    if left_out and log is not None:
+        log(f"sync: fallback pivots {', '.join(left_out)} are not in this topic mapping; left out")
+    return dataclasses.replace(configured, roles=roles, pivot=pivot, imu_role=imu_role, fallback_pivots=fallbacks)
+
+
 class FusionNode(Node):
     def __init__(self):
         super().__init__("fusion_node")
         defaults = FusionNodeConfig()
         declare_section(self, "fusion", defaults)
-        declare_section(self, "sync", StampSyncConfig(pivot="lidar", fallback_pivots=("depth", "rgb", "radar")))
+        # roles, pivot and IMU role follow the topic mapping (sync_config_for)
+        declare_section(self, "sync", StampSyncConfig(fallback_pivots=("depth", "rgb", "radar")),
+                        skip=("roles", "pivot", "imu_role"))
         declare_section(self, "power", PowerGatingConfig())
         self.config = read_section(self, "fusion", FusionNodeConfig)
         sync_config = read_section(self, "sync", StampSyncConfig)
@@ -145,6 +162,7 @@ class FusionNode(Node):
         if not mapping_path.suffix:
             mapping_path = data_config_dir() / f"{cfg.topic_mapping}.yaml"
         self.mapping = TopicMapping.load(mapping_path)
+        sync_config = sync_config_for(self.mapping, sync_config, self.get_logger().info)
         detector = load_detector(cfg.checkpoint)
         gates = load_gates(cfg.gates, detector.config) if cfg.gates else None
         frame = reference_frame(detector.config)

@@ -30,9 +30,12 @@ def _ros_default(value: Any) -> Any:
     return value
 
 
-def declare_section(node: Node, prefix: str, defaults: Any) -> None:
-    """Declare ``prefix.<field>`` for every field of the dataclass instance ``defaults``."""
+def declare_section(node: Node, prefix: str, defaults: Any, skip: tuple[str, ...] = ()) -> None:
+    """Declare ``prefix.<field>`` for every field of the dataclass instance ``defaults`` except
+    those in ``skip`` (fields the node sets itself)."""
     for f in dataclasses.fields(defaults):
+        if f.name in skip:
+            continue
         value = getattr(defaults, f.name)
         if dataclasses.is_dataclass(value) or value is None:
             continue  # nested configs and optional fields stay at their defaults

@@ -108,6 +108,8 @@ def read_static_tf(path: str | Path, mapping: TopicMapping) -> StaticTfTree:
     with AnyReader([Path(path)], default_typestore=fallback_typestore()) as reader:
         complete_typestore(reader)
         conns = [c for c in reader.connections if c.topic == mapping.tf_static_topic]
+        if not conns:  # (AnyReader.messages reads every connection when given none)
+            return tree
         for conn, _, raw in reader.messages(connections=conns):
             try:
                 tree.add_message(reader.deserialize(raw, conn.msgtype))

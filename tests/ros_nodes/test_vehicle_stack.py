@@ -50,7 +50,7 @@ def test_detections_flow_end_to_end_with_progress_and_a_report(run):
     assert report["map_all"] is not None and report["map_all"] > 0.2
     assert "[energy_monitor] frames" in stdout  # live progress lines
     assert sum(len(f["detections"]) for f in frames) > 0
-    assert report["latency_ms"]["p95"] > 0 and report["joules_by_component"]["sensor:lidar"] > 0
+    assert report["latency_ms"]["stamp_to_publish_p95"] > 0 and report["joules_by_component"]["sensor:lidar"] > 0
 
 
 def test_lidar_death_switches_the_pivot_and_the_gate_and_warns(run):
