@@ -112,7 +112,7 @@ def _mapping_path(name_or_path: str) -> Path:
 def _sync_overrides(mapping) -> dict[str, str]:
     """The mapping's tolerance (fusion_node takes the synchroniser's roles, pivot and fallbacks
     from the mapping itself)."""
-    return {"sync.tolerance_s": repr(mapping.sync_tolerance_s.default_s),
+    return {"sync.tolerance_s": repr(mapping.sync_tolerance_s.default_s), "sync.wait_for_nearest": "true",
             "sync.max_wait_s": repr(max(0.15, 3 * mapping.sync_tolerance_s.default_s))}
 
 
