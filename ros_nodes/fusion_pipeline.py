@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusion_core.boxes import empty_boxes
 from fusion_core.data import ros_decode as rd
 from fusion_core.data.geometry import rotate_vectors, transform_points
 from fusion_core.data.rosbag_source import DECODE_ERROR, NAN_POINTS
@@ -271,9 +272,12 @@ class FusionPipeline:
                     n = len(frame.imu) if sensor == "imu" else 1
                     self.drops[(sensor, f"power:{self.power.state(sensor)}")] += n
                     sample = sample.without(sensor, self.power.state(sensor))
-        batch = self.collator([sample])
-        with torch.inference_mode():
-            result = self.fusion.run_frame(batch.inputs)
+        if any(sample.present(s) for s in DETECTION_SENSORS):
+            batch = self.collator([sample])
+            with torch.inference_mode():
+                result = self.fusion.run_frame(batch.inputs)
+        else:  # nothing to detect with (an IMU-only recording, every sensor lost): no compute at all
+            result = FrameResult(empty_boxes(), (), None, 0, 0.0, False, None, (), {}, 0.0)
         commands: list[PowerCommand] = []
         if self.power is not None:
             needed = {"imu"} | {s for name in result.active_experts

@@ -191,3 +191,16 @@ def test_power_gating_puts_unused_sensors_in_standby_and_out_of_the_ledger(bag, 
     assert set(last.energy.sensor_j) == {"lidar", "imu"}
     assert last.sample.absence["radar"] == "standby"
     assert outcomes[0].energy.sensor_total_j > last.energy.sensor_total_j
+
+
+def test_a_frame_without_any_detection_sensor_costs_no_compute(bag, mapping, fusion, tmp_path):
+    path, _ = bag
+    sim = Simulator(load_scenario(resolve_scenario("default")))
+    tf_path = tmp_path / "imu_only.yaml"
+    save_static_tf(tf_path, rig_static_tf({"imu": sim.calibration["imu"]}))  # no detection sensor can be placed
+    pipe = pipeline(fusion, mapping, tf_path)
+    outcomes = play(pipe, raw_messages(path, {t for t, _ in subscribed_topics(mapping).values()}))
+    assert len(outcomes) == N_FRAMES
+    for o in outcomes:
+        assert o.sample.present("imu") and not any(o.sample.present(s) for s in ("rgb", "depth", "lidar", "radar"))
+        assert len(o.result.boxes) == 0 and o.energy.compute_total_j == 0.0 and o.energy.sensor_total_j > 0
