@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import rclpy
 from rclpy.node import Node
 
 from fusion_core.config_io import param
@@ -52,9 +53,9 @@ class EnergyMonitor(Node):
         self._t0 = time.monotonic()
         cls = ros_io.message_class
         self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", self._on_diagnostics,
-                                 ros_io.RELIABLE_QOS, raw=True)
+                                 ros_io.RECORD_QOS, raw=True)
         self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), DETECTIONS_TOPIC, self._on_detections,
-                                 ros_io.RELIABLE_QOS, raw=True)
+                                 ros_io.RECORD_QOS, raw=True)
         self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.GT_MARKERS_TOPIC, self._on_ground_truth,
                                  ros_io.RELIABLE_QOS, raw=True)
         self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), T.LABELS_TOPIC, self._on_labels,
@@ -133,7 +134,19 @@ class EnergyMonitor(Node):
         if self.config.status_file:
             Path(self.config.status_file).write_text(json.dumps(summary) + "\n")
 
+    def _drain(self, quiet_s: float = 0.5, limit_s: float = 20.0) -> None:
+        """Take what DDS still holds for us (a replay's backlog) until ``quiet_s`` passes without a
+        new frame, at most ``limit_s``: the record must not lose the last frames to the stop."""
+        end = time.monotonic() + limit_s
+        last_count, quiet_since = -1, time.monotonic()
+        while time.monotonic() < end and time.monotonic() - quiet_since < quiet_s:
+            rclpy.spin_once(self, timeout_sec=0.05)
+            count = len(self.recorder.frames) + len(self.recorder.detections)
+            if count != last_count:
+                last_count, quiet_since = count, time.monotonic()
+
     def finish(self) -> None:
+        self._drain()
         folder = Path(self.config.run_dir)
         self.recorder.write(folder)
         self.get_logger().info(f"energy_monitor: {len(self.recorder.frames)} frames; ledger and record in {folder}")

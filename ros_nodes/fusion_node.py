@@ -182,9 +182,9 @@ class FusionNode(Node):
             self.create_subscription(ros_io.message_class(msgtype), topic, self._inbox_callback(role),
                                      ros_io.SENSOR_SUBSCRIPTION_QOS, raw=True)
         self.detections_pub = self.create_publisher(ros_io.message_class("visualization_msgs/msg/MarkerArray"),
-                                                    DETECTIONS_TOPIC, ros_io.RELIABLE_QOS)
+                                                    DETECTIONS_TOPIC, ros_io.RECORD_QOS)
         self.diagnostics_pub = self.create_publisher(ros_io.message_class("diagnostic_msgs/msg/DiagnosticArray"),
-                                                     DIAGNOSTICS_TOPIC, ros_io.RELIABLE_QOS)
+                                                     DIAGNOSTICS_TOPIC, ros_io.RECORD_QOS)
         string = ros_io.message_class("std_msgs/msg/String")
         self.power_pubs = {s: self.create_publisher(string, f"/sensors/{s}/power/request", ros_io.LATCHED_QOS)
                            for s in ("rgb", "depth", "lidar", "radar", "imu")} if power is not None else {}
