@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 from fusion_core.config_io import ConfigError
-
-EXIT_POLICIES = ("last", "confidence", "budget", "error", "deadline")
+from fusion_core.runtime.exit_setup import EXIT_POLICIES
 
 
 def add_gate_options(p: argparse.ArgumentParser, dropout_every: int = 4) -> None:
@@ -75,26 +74,17 @@ def add_evaluate_gate_options(p: argparse.ArgumentParser) -> None:
 def _exit_policy(args, gates, detector=None, frame=None):
     """The exit policy the flags ask for. ``detector`` and ``frame`` (one full frame, batch 1) are
     needed only by the deadline policy, whose stage times are measured on them."""
-    from fusion_core.exits.policies import make_exit_policy
+    from fusion_core.runtime.exit_setup import build_exit_policy
 
+    if args.exit_policy == "deadline" and args.deadline_ms is None:
+        raise ConfigError("--exit-policy deadline needs --deadline-ms")
+    policy = build_exit_policy(args.exit_policy, gates=gates, detector=detector, frame=frame,
+                               threshold=args.exit_threshold, budget=args.exit_budget, lam=args.exit_lam,
+                               deadline_ms=args.deadline_ms)
     if args.exit_policy == "deadline":
-        from fusion_core.runtime.stage_timing import measure_stage_ms
-
-        if args.deadline_ms is None:
-            raise ConfigError("--exit-policy deadline needs --deadline-ms")
-        stage_ms = measure_stage_ms(detector, frame)
-        print("deadline policy: measured head stage times " + ", ".join(f"{t:.1f}" for t in stage_ms) + " ms")
-        return make_exit_policy("deadline", deadline_ms=args.deadline_ms, predicted_stage_ms=stage_ms)
-    if args.exit_policy == "confidence":
-        return make_exit_policy("confidence", thresholds=args.exit_threshold)
-    if args.exit_policy in ("budget", "error"):
-        if gates is None or gates.exit_calibration is None:
-            raise ConfigError(f"--exit-policy {args.exit_policy} needs --gates trained with exit calibration "
-                              "(dyn-fusion train-gates)")
-        if args.exit_policy == "budget":
-            return gates.exit_calibration.budget_policy(args.exit_budget)
-        return gates.exit_calibration.error_policy(args.exit_lam)
-    return make_exit_policy("last")
+        print("deadline policy: measured head stage times " + ", ".join(f"{t:.1f}" for t in policy.predicted_stage_ms)
+              + " ms")
+    return policy
 
 
 def train_gates_command(args) -> int:

@@ -42,11 +42,11 @@ from fusion_core.config_io import ConfigError, param
 from fusion_core.data.static_tf import StaticTfTree, load_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
 from fusion_core.energy.profile import load_device_profile
-from fusion_core.exits.policies import make_exit_policy
 from fusion_core.gates.modules import load_gates
 from fusion_core.gates.settings import GateSettings
 from fusion_core.runtime.cost_table import measure_cost_table
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
+from fusion_core.runtime.exit_setup import EXIT_POLICIES, build_exit_policy
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
 from fusion_core.training.checkpoint import load_detector
 from fusion_core.training.data import BatchCollator
@@ -82,7 +82,7 @@ class FusionNodeConfig:
     gamma: float = param(0.5, "loss gate: keep configurations within this predicted loss of the best", lo=0.0)
     lam_per_j: float = param(5.0, "loss gate: predicted loss traded per joule of compute", lo=0.0)
     exit_policy: str = param("last", "when a frame leaves the head",
-                             choices=("last", "confidence", "budget", "error", "deadline"))
+                             choices=EXIT_POLICIES)
     exit_threshold: float = param(0.8, "confidence policy: stop at this frame confidence", lo=0.0, hi=1.0)
     exit_budget: float = param(0.7, "budget policy: mean head compute as a share of every exit", lo=0.0, hi=1.0)
     exit_lam: float = param(0.05, "error policy: predicted error traded per GFLOP of head compute", lo=0.0)
@@ -97,20 +97,9 @@ class FusionNodeConfig:
 
 def exit_policy_for(cfg: FusionNodeConfig, gates, detector, frame):
     """The exit policy ``cfg`` names (the budget and error policies need calibrated gates)."""
-    if cfg.exit_policy == "deadline":
-        from fusion_core.runtime.stage_timing import measure_stage_ms
-
-        return make_exit_policy("deadline", deadline_ms=cfg.deadline_ms,
-                                predicted_stage_ms=measure_stage_ms(detector, frame))
-    if cfg.exit_policy == "confidence":
-        return make_exit_policy("confidence", thresholds=cfg.exit_threshold)
-    if cfg.exit_policy in ("budget", "error"):
-        if gates is None or gates.exit_calibration is None:
-            raise ConfigError(f"exit_policy {cfg.exit_policy}: needs gates with exit calibration")
-        if cfg.exit_policy == "budget":
-            return gates.exit_calibration.budget_policy(cfg.exit_budget)
-        return gates.exit_calibration.error_policy(cfg.exit_lam)
-    return make_exit_policy(cfg.exit_policy)
+    return build_exit_policy(cfg.exit_policy, gates=gates, detector=detector, frame=frame,
+                             threshold=cfg.exit_threshold, budget=cfg.exit_budget, lam=cfg.exit_lam,
+                             deadline_ms=cfg.deadline_ms)
 
 
 def reference_frame(detector_config):
