@@ -53,11 +53,42 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True)
 
 
-def up_command(args: argparse.Namespace) -> int:
+def _report_grid(overrides: dict[str, dict[str, str]]):
+    """The detection region of the checkpoint fusion_node will load (the report evaluates in it)."""
+    from fusion_core.training.checkpoint import load_checkpoint
+
+    checkpoint = overrides.get("fusion_node", {}).get("fusion.checkpoint", "models/default.pt")
+    return load_checkpoint(checkpoint).model_config.grid
+
+
+def _run_and_report(command: str, stack: str, out: Path, plan_overrides: dict[str, dict[str, str]],
+                    user_overrides: dict[str, dict[str, str]], grid, title: str, live: bool,
+                    require_frames: bool) -> int:
+    """Run ``stack`` with the command's overrides (the user's --set last), write and print the
+    report; the exit code: 1 if the stack failed, a node exited with an error, or (with
+    ``require_frames``) nothing was fused."""
     from dyn_fusion.run_report import write_report
     from dyn_fusion.stack_runner import StackError, StackRun, run_stack
+
+    for node, values in user_overrides.items():
+        plan_overrides.setdefault(node, {}).update(values)
+    try:
+        codes = run_stack(StackRun(stack, out, plan_overrides))
+    except StackError as err:
+        print(f"dyn-fusion {command}: {err}")
+        return 1
+    report = write_report(out, grid, title, live=live)
+    print("\n" + (out / "report.md").read_text())
+    print(f"run folder: {out} (report.md, report.json, ledger.csv, frames.jsonl, logs/)")
+    failed = {n: c for n, c in codes.items() if c != 0}
+    if failed:
+        print(f"dyn-fusion {command}: nodes exited with errors: {failed} (see {out / 'logs'})")
+        return 1
+    return 1 if require_frames and not report.frames_fused else 0
+
+
+def up_command(args: argparse.Namespace) -> int:
     from fusion_core.data.static_tf import save_static_tf
-    from fusion_core.training.checkpoint import load_checkpoint
     from sim.calibration import rig_calibration, rig_static_tf
     from sim.config import load_scenario, resolve_scenario
 
@@ -66,8 +97,7 @@ def up_command(args: argparse.Namespace) -> int:
     scenario_path = resolve_scenario(args.scenario)
     scenario = load_scenario(scenario_path)
     overrides = _overrides(args.set)
-    checkpoint = overrides.get("fusion_node", {}).get("fusion.checkpoint", "models/default.pt")
-    grid = load_checkpoint(checkpoint).model_config.grid
+    grid = _report_grid(overrides)
     _prepare_out(args.out, args.overwrite)
     # The rig's mounts, as /tf_static would carry them (tf2_msgs is not installable here).
     calibration = args.out / "calibration.yaml"
@@ -77,36 +107,9 @@ def up_command(args: argparse.Namespace) -> int:
         "fusion_node": {"fusion.calibration_file": str(calibration)},
         "energy_monitor": {"energy.run_dir": str(args.out)},
     }
-    for node, values in overrides.items():
-        plan_overrides.setdefault(node, {}).update(values)
-    try:
-        codes = run_stack(StackRun("vehicle", args.out, plan_overrides))
-    except StackError as err:
-        print(f"dyn-fusion up: {err}")
-        return 1
-    report = write_report(args.out, grid, f"dyn-fusion up vehicle: {scenario.name}, {args.duration_s:g} s")
-    print("\n" + (args.out / "report.md").read_text())
-    print(f"run folder: {args.out} (report.md, report.json, ledger.csv, frames.jsonl, logs/)")
-    failed = {n: c for n, c in codes.items() if c != 0}
-    if failed:
-        print(f"dyn-fusion up: nodes exited with errors: {failed}")
-        return 1
-    return 0 if report.frames_fused else 1
-
-
-def _mapping_path(name_or_path: str) -> Path:
-    from fusion_core.data.topic_mapping import data_config_dir
-
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ConfigError(f"--topics: no such file {path}")
-        return path
-    shipped = data_config_dir() / f"{name_or_path}.yaml"
-    if not shipped.is_file():
-        names = ", ".join(sorted(p.stem for p in data_config_dir().glob("*.yaml")))
-        raise ConfigError(f"--topics: no mapping named {name_or_path!r} (shipped: {names}) and not a YAML path")
-    return shipped
+    return _run_and_report("up", "vehicle", args.out, plan_overrides, overrides, grid,
+                           f"dyn-fusion up vehicle: {scenario.name}, {args.duration_s:g} s", live=True,
+                           require_frames=True)
 
 
 def _sync_overrides(mapping) -> dict[str, str]:
@@ -117,22 +120,18 @@ def _sync_overrides(mapping) -> dict[str, str]:
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    from dyn_fusion.run_report import write_report
-    from dyn_fusion.stack_runner import StackError, StackRun, run_stack
     from fusion_core.data.rosbag_source import read_static_tf
     from fusion_core.data.static_tf import save_static_tf
-    from fusion_core.data.topic_mapping import TopicMapping
-    from fusion_core.training.checkpoint import load_checkpoint
+    from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
 
     if not args.bag.exists():
         raise FileNotFoundError(f"{args.bag}: no such bag")
     if not args.rate > 0:
         raise ConfigError(f"--rate: must be > 0, got {args.rate}")
-    mapping_path = _mapping_path(args.topics)
+    mapping_path = resolve_topic_mapping(args.topics)
     mapping = TopicMapping.load(mapping_path)
     overrides = _overrides(args.set)
-    checkpoint = overrides.get("fusion_node", {}).get("fusion.checkpoint", "models/default.pt")
-    grid = load_checkpoint(checkpoint).model_config.grid
+    grid = _report_grid(overrides)
     _prepare_out(args.out, args.overwrite)
     calibration = args.out / "calibration.yaml"
     save_static_tf(calibration, read_static_tf(args.bag, mapping))  # tf2_msgs cannot be published here
@@ -143,19 +142,6 @@ def replay_command(args: argparse.Namespace) -> int:
                         "fusion.process_every_frame": "true", **_sync_overrides(mapping)},
         "energy_monitor": {"energy.run_dir": str(args.out)},
     }
-    for node, values in overrides.items():
-        plan_overrides.setdefault(node, {}).update(values)
-    try:
-        codes = run_stack(StackRun("replay", args.out, plan_overrides))
-    except StackError as err:
-        print(f"dyn-fusion replay: {err}")
-        return 1
-    write_report(args.out, grid, f"dyn-fusion replay: {args.bag.name} ({mapping_path.stem}, rate {args.rate:g})",
-                 live=False)
-    print("\n" + (args.out / "report.md").read_text())
-    print(f"run folder: {args.out}")
-    failed = {n: c for n, c in codes.items() if c != 0}
-    if failed:
-        print(f"dyn-fusion replay: nodes exited with errors: {failed} (see {args.out / 'logs'})")
-        return 1
-    return 0
+    return _run_and_report("replay", "replay", args.out, plan_overrides, overrides, grid,
+                           f"dyn-fusion replay: {args.bag.name} ({mapping_path.stem}, rate {args.rate:g})",
+                           live=False, require_frames=False)

@@ -40,7 +40,7 @@ from rclpy.node import Node
 
 from fusion_core.config_io import ConfigError, param
 from fusion_core.data.static_tf import StaticTfTree, load_static_tf
-from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
+from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
 from fusion_core.energy.profile import load_device_profile
 from fusion_core.gates.modules import load_gates
 from fusion_core.gates.settings import GateSettings
@@ -147,10 +147,7 @@ class FusionNode(Node):
         power_config = read_section(self, "power", PowerGatingConfig)
         cfg = self.config
 
-        mapping_path = Path(cfg.topic_mapping)
-        if not mapping_path.suffix:
-            mapping_path = data_config_dir() / f"{cfg.topic_mapping}.yaml"
-        self.mapping = TopicMapping.load(mapping_path)
+        self.mapping = TopicMapping.load(resolve_topic_mapping(cfg.topic_mapping))
         sync_config = sync_config_for(self.mapping, sync_config, self.get_logger().info)
         detector = load_detector(cfg.checkpoint)
         gates = load_gates(cfg.gates, detector.config) if cfg.gates else None

@@ -116,3 +116,19 @@ def data_config_dir() -> Path:
     import sys
 
     return Path(sys.prefix) / "share" / "dyn_fusion" / "configs" / "data"
+
+
+def resolve_topic_mapping(name_or_path: str | Path) -> Path:
+    """A mapping file from a YAML path or the name of a shipped mapping (``sim_bag``);
+    ConfigError naming the shipped ones when neither exists."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"topic mapping: no such file {path}")
+        return path
+    shipped = data_config_dir() / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        names = ", ".join(sorted(p.stem for p in data_config_dir().glob("*.yaml")))
+        raise ConfigError(f"topic mapping: no mapping named {str(name_or_path)!r} (shipped: {names}) "
+                          "and not a YAML path")
+    return shipped
