@@ -30,7 +30,6 @@ damaged part of the bag (every message before it was played; the error says wher
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -53,6 +52,7 @@ from ros_nodes.bag_messages import (
     BagReadError,
     TopicInfo,
 )
+from ros_nodes.node_main import stop_on_signals
 from ros_nodes.node_params import declare_section, read_section
 from ros_nodes.playback import EXIT_USAGE, PlaybackClock, PlaybackReport
 
@@ -227,21 +227,8 @@ class BagPlayer:
             time.sleep(min(_BEST_EFFORT_LINGER_S, self.config.finish_timeout_s))
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGINT and SIGTERM (rclpy's own handlers are off, so the player decides
-    how to stop: finish the current message, print the summary, exit 0)."""
-    stop = threading.Event()
-
-    def handler(_signum, _frame) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
-
-
 def main(args: list[str] | None = None) -> int:
-    stop = _stop_on_signals()
+    stop = stop_on_signals()  # finish the current message, print the summary, exit 0
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = Node("bag_player")
     log = node.get_logger()

@@ -27,6 +27,7 @@ from fusion_core.boxes import (
     Z,
     empty_boxes,
 )
+from fusion_core.data.ros_decode import yaw_from_quaternion
 from ros_nodes import ros_io
 
 BOXES_NS = "boxes"
@@ -39,12 +40,6 @@ _NS = 1_000_000_000
 
 class MarkerDecodeError(ValueError):
     """A marker array that does not follow the layout above."""
-
-
-def _header(stamp_ns: int, frame_id: str):
-    t = ros_io.types()
-    sec, nsec = divmod(int(stamp_ns), _NS)
-    return t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec), frame_id=frame_id)
 
 
 def _marker(header, ns: str, marker_id: int, kind: int, action: int, xyz, yaw: float, scale, rgba, text: str = ""):
@@ -66,7 +61,7 @@ def _marker(header, ns: str, marker_id: int, kind: int, action: int, xyz, yaw: f
 def boxes_to_markers(boxes: np.ndarray, stamp_ns: int, frame_id: str = "base_link"):
     """(N, 11) boxes (fusion_core.boxes layout) -> a rosbags MarkerArray (DELETEALL first)."""
     marker_cls = ros_io.types()["visualization_msgs/msg/Marker"]
-    header = _header(stamp_ns, frame_id)
+    header = ros_io.header(stamp_ns, frame_id)
     markers = [_marker(header, "", 0, marker_cls.CUBE, marker_cls.DELETEALL, (0, 0, 0), 0.0, (0, 0, 0), (0, 0, 0, 0))]
     for k, box in enumerate(np.asarray(boxes, np.float64).reshape(-1, BOX_DIM)):
         cid = int(box[CLASS_ID])
@@ -97,10 +92,14 @@ def markers_to_boxes(msg) -> tuple[int, np.ndarray]:
             score = float(parts[1])
         except ValueError:
             raise MarkerDecodeError(f"cube {marker.id}: score {parts[1]!r} is not a number") from None
-        q, p, s = marker.pose.orientation, marker.pose.position, marker.scale
-        yaw = math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
-        row = np.zeros(BOX_DIM, np.float32)
-        row[[X, Y, Z, L, W, H, YAW]] = (p.x, p.y, p.z, s.x, s.y, s.z, yaw)
-        row[CLASS_ID], row[SCORE] = CLASS_NAMES.index(parts[0]), score
-        boxes.append(row)
+        boxes.append(cube_box(marker, CLASS_NAMES.index(parts[0]), score))
     return (0 if stamp_ns is None else stamp_ns), (np.stack(boxes) if boxes else empty_boxes())
+
+
+def cube_box(marker, class_id: int, score: float = 0.0) -> np.ndarray:
+    """(11,) float32 box of a CUBE marker: pose = centre and yaw, scale = (l, w, h); velocity 0."""
+    q, p, s = marker.pose.orientation, marker.pose.position, marker.scale
+    row = np.zeros(BOX_DIM, np.float32)
+    row[[X, Y, Z, L, W, H, YAW]] = (p.x, p.y, p.z, s.x, s.y, s.z, yaw_from_quaternion(q.x, q.y, q.z, q.w))
+    row[CLASS_ID], row[SCORE] = class_id, score
+    return row

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,7 @@ from ros_nodes.node_main import run_node
 from ros_nodes.node_params import declare_section, read_section
 from ros_nodes.run_record import FRAME_STATUS, HEALTH_STATUS
 from ros_nodes.stamp_sync import StampSyncConfig, StampSynchroniser
+from sim.sensor_power import power_request_topic
 
 DETECTIONS_TOPIC = "/fusion/detections"
 DIAGNOSTICS_TOPIC = "/diagnostics"
@@ -163,7 +164,7 @@ class FusionNode(Node):
 
         self._inbox: deque[tuple[str, bytes, int]] = deque()  # (role, CDR, received [ns])
         self._inbox_lock = threading.Condition()
-        self._inbox_overflow = 0
+        self._inbox_overflow: Counter[str] = Counter()  # role -> messages evicted from a full inbox
         for role, (topic, msgtype) in self.pipeline.roles.items():
             self.create_subscription(ros_io.message_class(msgtype), topic, self._inbox_callback(role),
                                      ros_io.SENSOR_SUBSCRIPTION_QOS, raw=True)
@@ -172,7 +173,7 @@ class FusionNode(Node):
         self.diagnostics_pub = self.create_publisher(ros_io.message_class("diagnostic_msgs/msg/DiagnosticArray"),
                                                      DIAGNOSTICS_TOPIC, ros_io.RECORD_QOS)
         string = ros_io.message_class("std_msgs/msg/String")
-        self.power_pubs = {s: self.create_publisher(string, f"/sensors/{s}/power/request", ros_io.LATCHED_QOS)
+        self.power_pubs = {s: self.create_publisher(string, power_request_topic(s), ros_io.LATCHED_QOS)
                            for s in ("rgb", "depth", "lidar", "radar", "imu")} if power is not None else {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._slow_run = 0
@@ -244,7 +245,7 @@ class FusionNode(Node):
             with self._inbox_lock:
                 if len(self._inbox) >= INBOX_LIMIT:
                     old_role, _, _ = self._inbox.popleft()
-                    self.pipeline.drops[(old_role, "inbox_overflow")] += 1
+                    self._inbox_overflow[old_role] += 1  # the pipeline belongs to the worker thread
                 self._inbox.append((role, raw, time.time_ns()))
                 self._inbox_lock.notify()
         return enqueue
@@ -289,8 +290,14 @@ class FusionNode(Node):
         self._ready += self.pipeline.flush()
         while self._ready:
             self._run_one(self._ready.pop(0))
-        drops = ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(self.pipeline.drops.items())) or "none"
+        drops = ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(self._drops().items())) or "none"
         self.get_logger().info(f"fusion_node: {self.frames_published} frames published; drops: {drops}")
+
+    def _drops(self) -> Counter[tuple[str, str]]:
+        """The pipeline's drops plus the messages the inbox evicted."""
+        with self._inbox_lock:
+            evicted = Counter({(role, "inbox_overflow"): n for role, n in self._inbox_overflow.items()})
+        return self.pipeline.drops + evicted
 
     def _drain(self) -> list[tuple[str, bytes, int]]:
         with self._inbox_lock:
@@ -343,10 +350,9 @@ class FusionNode(Node):
         if self._slow_run >= self.config.slow_frames_for_error:
             level = 2
             problems.append(f"{self._slow_run} slow frames in a row")
-        drops = [(f"drops:{sensor}:{cause}", str(n)) for (sensor, cause), n in sorted(self.pipeline.drops.items())]
+        drops = [(f"drops:{sensor}:{cause}", str(n)) for (sensor, cause), n in sorted(self._drops().items())]
         drops += [(f"received:{role}", str(n)) for role, n in sorted(self.pipeline.received.items())]
-        header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](
-            sec=o.stamp_ns // 1_000_000_000, nanosec=o.stamp_ns % 1_000_000_000), frame_id="")
+        header = ros_io.header(o.stamp_ns, "")
         summary = f"{s.mode}: {','.join(r.active_experts) or 'none'}; exit {r.exit_index}; " \
                   f"{o.energy.compute_total_j * 1e3:.1f} mJ compute"
         return t["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=[

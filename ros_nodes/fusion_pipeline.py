@@ -277,7 +277,9 @@ class FusionPipeline:
             with torch.inference_mode():
                 result = self.fusion.run_frame(batch.inputs)
         else:  # nothing to detect with (an IMU-only recording, every sensor lost): no compute at all
-            result = FrameResult(empty_boxes(), (), None, 0, 0.0, False, None, (), {}, 0.0)
+            result = FrameResult(boxes=empty_boxes(), active_experts=(), configuration=None, exit_index=0,
+                                 exit_confidence=0.0, missed_deadline=False, condition_estimate=None,
+                                 degraded_sensors=(), components={}, latency_ms=0.0)
         commands: list[PowerCommand] = []
         if self.power is not None:
             needed = {"imu"} | {s for name in result.active_experts

@@ -1,4 +1,6 @@
-"""The ``main()`` every dyn_fusion node shares: init, spin until SIGINT/SIGTERM, finish, exit code.
+"""The ``main()`` the spinning dyn_fusion nodes share (init, spin until SIGINT/SIGTERM, finish,
+exit code), and :func:`stop_on_signals` for the nodes that run their own loop (sim_node,
+bag_player).
 
 rclpy's own signal handling is switched off: it shuts the context down inside the handler, so a
 node could no longer publish its last frames or log its summary. Instead SIGINT and SIGTERM
@@ -9,6 +11,7 @@ seen even when no message arrives.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -18,6 +21,16 @@ from rclpy.signals import SignalHandlerOptions
 from fusion_core.config_io import ConfigError
 
 EXIT_BAD_CONFIG = 2
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that SIGINT and SIGTERM set: a node running its own loop checks it, finishes the
+    current step and exits cleanly (rclpy's own handlers must be off: ``rclpy.init(...,
+    signal_handler_options=SignalHandlerOptions.NO)``)."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def _interrupt(signum, frame):

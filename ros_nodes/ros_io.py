@@ -99,6 +99,14 @@ def types() -> Any:
     return shared_typestore().types
 
 
+def header(stamp_ns: int, frame_id: str):
+    """A rosbags ``std_msgs/Header`` for a stamp in integer nanoseconds."""
+    t = types()
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                    frame_id=frame_id)
+
+
 def isolated_domain_env(domain_id: int) -> dict[str, str]:
     """os.environ for a child process on its own DDS domain, discovery limited to this host
     (tests and `dyn-fusion up` runs must not hear each other or the network)."""

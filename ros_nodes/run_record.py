@@ -14,26 +14,17 @@ Everything keyed by header stamps [ns], so the report can pair detections with g
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fusion_core.boxes import (
-    BOX_DIM,
-    CLASS_ID,
     CLASS_NAMES,
-    YAW,
-    H,
-    L,
-    W,
-    X,
-    Y,
-    Z,
     empty_boxes,
 )
 from fusion_core.energy.ledger import EnergyLedger, FrameEnergy
+from ros_nodes.detection_markers import cube_box
 
 _NS = 1_000_000_000
 FRAME_STATUS = "dyn_fusion: frame"
@@ -95,12 +86,7 @@ def ground_truth_from_markers(msg) -> tuple[int, np.ndarray]:
         name = classes.get(m.id)
         if name not in CLASS_NAMES:
             continue
-        q, p, s = m.pose.orientation, m.pose.position, m.scale
-        row = np.zeros(BOX_DIM, np.float32)
-        row[[X, Y, Z, L, W, H, YAW]] = (p.x, p.y, p.z, s.x, s.y, s.z,
-                                        math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z)))
-        row[CLASS_ID] = CLASS_NAMES.index(name)
-        rows.append(row)
+        rows.append(cube_box(m, CLASS_NAMES.index(name)))
     return (stamp_ns or 0), (np.stack(rows) if rows else empty_boxes())
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import signal
 import sys
 import threading
 import time
@@ -47,6 +46,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from fusion_core.config_io import ConfigError, param
 from ros_nodes import ros_io
+from ros_nodes.node_main import stop_on_signals
 from ros_nodes.node_params import declare_section, read_section
 from sim import topics as T
 from sim.config import SENSOR_NAMES
@@ -381,9 +381,7 @@ def main(args: list[str] | None = None) -> int:
     logger = rclpy.logging.get_logger(NODE_NAME)
     # rclpy's own SIGINT handler would shut the context down under the running loop (and the
     # summary could no longer reach /rosout); a flag lets the loop finish cleanly instead.
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     # The simulating thread holds the GIL for long numpy stretches; a 1 ms switch interval (5 ms by
     # default) keeps the pacing loop's wake-ups on time.
     sys.setswitchinterval(0.001)
