@@ -103,7 +103,8 @@ def up_command(args: argparse.Namespace) -> int:
     calibration = args.out / "calibration.yaml"
     save_static_tf(calibration, rig_static_tf(rig_calibration(scenario.sensors)))
     plan_overrides = {
-        "sim_node": {"sim.scenario": str(scenario_path), "sim.duration_s": str(args.duration_s)},
+        "sim_node": {"sim.scenario": str(scenario_path), "sim.duration_s": str(args.duration_s),
+                     "sim.wait_for_subscribers_s": "30.0"},
         "fusion_node": {"fusion.calibration_file": str(calibration)},
         "energy_monitor": {"energy.run_dir": str(args.out)},
     }

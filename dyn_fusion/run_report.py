@@ -43,6 +43,8 @@ class RunReport:
     absence_reasons: dict[str, dict[str, int]]  # sensor -> reason -> frames
     drops: dict[str, int]                 # "<sensor>:<cause>" -> count
     received: dict[str, int]              # messages fusion_node received, by role
+    published: dict[str, int]             # messages the source published on each role's topic
+    lost_in_transport: dict[str, int]     # role -> published - received (no node could count these)
     expert_usage: dict[str, float]        # share of frames each expert ran
     exit_histogram: dict[int, int]
     pivots: dict[str, int]                # frames per pivot role (a fallback means the LiDAR was silent)
@@ -104,6 +106,9 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
         sensor_presence={s: 1 - sum(reasons.get(s, {}).values()) / len(frames) for s in sensors} if frames else {},
         absence_reasons={s: dict(c) for s, c in sorted(reasons.items())},
         drops=drops.get("fusion_node", {}), received=drops.get("fusion_node_received", {}),
+        published={role: drops.get("source_published", {}).get(topic, 0)
+                   for role, topic in drops.get("fusion_node_topics", {}).items()} if drops.get("source_published") else {},
+        lost_in_transport=drops.get("lost_in_transport", {}),
         expert_usage={e: n / len(frames) for e, n in sorted(experts.items())} if frames else {},
         exit_histogram=dict(sorted(Counter(f["exit_index"] for f in frames).items())),
         pivots=dict(Counter(f["pivot"] for f in frames)),
@@ -138,8 +143,13 @@ def report_markdown(r: RunReport, title: str) -> str:
     lines += ["", "| component | J total | mJ / frame | mean W |", "|---|---|---|---|"]
     for c, j in sorted(r.joules_by_component.items(), key=lambda cj: -cj[1]):
         lines.append(f"| {c} | {j:.3f} | {r.joules_per_frame.get(c, 0.0) * 1e3:.2f} | {r.mean_power_w.get(c, 0.0):.3f} |")
-    lines += ["", "Messages fusion_node received: " + (", ".join(f"{k} {v}" for k, v in sorted(r.received.items()))
-                                                     or "none reported")]
+    if r.published:
+        lost = sum(r.lost_in_transport.values())
+        lines += ["", f"Messages published by the source -> received by fusion_node ({lost} lost in transport): "
+                  + ", ".join(f"{k} {r.published[k]} -> {r.received.get(k, 0)}" for k in sorted(r.published))]
+    else:
+        lines += ["", "Messages fusion_node received (the source reported no counts): "
+                  + (", ".join(f"{k} {v}" for k, v in sorted(r.received.items())) or "none reported")]
     lines += ["", "Drops by sensor and cause: " + (", ".join(f"{k} {v}" for k, v in sorted(r.drops.items())) or "none"),
               ""]
     return "\n".join(lines)

@@ -4,12 +4,19 @@ Starts the vehicle stack on a ROS 2 installation: the nodes of ``ros_nodes.node_
 plan ``dyn-fusion up vehicle`` runs here without launch_ros), each with the shared parameter file
 ``configs/vehicle.yaml``. This file only reads the plan, so the two cannot drift.
 """
+import os  # noqa: I001 - `launch` is the ROS package here, not this repo's launch/ folder
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from ros_nodes.node_plan import params_file, stack_plan
+from ros_nodes.node_plan import (
+    DDS_PROFILE_VARIABLE,
+    dds_environment,
+    params_file,
+    stack_plan,
+)
 
 # Launch arguments -> the node parameter each one sets.
 ARGUMENTS = {
@@ -25,9 +32,12 @@ def generate_launch_description():
     actions = [DeclareLaunchArgument(name, default_value=default, description=doc)
                for name, (_node, _param, default, doc) in ARGUMENTS.items()]
     params = str(params_file("vehicle"))
+    # the shipped Fast DDS transports (large clouds and images), unless the user chose a profile
+    dds_env = {DDS_PROFILE_VARIABLE: dds_environment(dict(os.environ))[DDS_PROFILE_VARIABLE]}
     for spec in stack_plan("vehicle"):
         overrides = {param: LaunchConfiguration(name) for name, (node, param, _d, _doc) in ARGUMENTS.items()
                      if node == spec.name}
         actions.append(Node(package="dyn_fusion", executable=spec.executable, name=spec.name,
-                            parameters=[params, overrides], output="screen"))
+                            parameters=[params, overrides], additional_env=dds_env,
+                            output="screen"))
     return LaunchDescription(actions)

@@ -55,6 +55,11 @@ from ros_nodes.bag_messages import (
 from ros_nodes.node_main import stop_on_signals
 from ros_nodes.node_params import declare_section, read_section
 from ros_nodes.playback import EXIT_USAGE, PlaybackClock, PlaybackReport
+from ros_nodes.source_counts import (
+    SOURCE_COUNTS_TOPIC,
+    SOURCE_COUNTS_TYPE,
+    encode_source_counts,
+)
 
 CLOCK_TOPIC = "/clock"
 CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
@@ -127,6 +132,8 @@ class BagPlayer:
         self._logged_skips: set[tuple[str, str]] = set()  # (topic, reason kind) already logged
         self._clock_pub = (node.create_publisher(ros_io.message_class(CLOCK_TYPE), CLOCK_TOPIC, ros_io.RELIABLE_QOS)
                            if config.publish_clock else None)
+        self._counts_pub = node.create_publisher(ros_io.message_class(SOURCE_COUNTS_TYPE), SOURCE_COUNTS_TOPIC,
+                                                 ros_io.LATCHED_QOS)
 
     def run(self) -> PlaybackReport:
         exclude = {CLOCK_TOPIC: "the player publishes /clock itself"} if self.config.publish_clock else {}
@@ -216,8 +223,10 @@ class BagPlayer:
         """Let the last messages reach their subscribers before the process ends. (Fast DDS
         readers acknowledge on the writer's periodic heartbeat, every few seconds, so the wait
         often runs to ``finish_timeout_s`` although the data arrived long before.)"""
+        text = encode_source_counts(self.node.get_name(), self.report.published)
+        self._counts_pub.publish(ros_io.serialize(ros_io.types()[SOURCE_COUNTS_TYPE](data=text), SOURCE_COUNTS_TYPE))
         deadline = time.monotonic() + self.config.finish_timeout_s
-        for pub in [*self._publishers.values(), self._clock_pub]:
+        for pub in [*self._publishers.values(), self._clock_pub, self._counts_pub]:
             # only reliable readers acknowledge; waiting on a best-effort publisher just times out
             if pub is None or self.stop.is_set() or pub.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
                 continue

@@ -31,6 +31,11 @@ from ros_nodes.run_record import (
     frame_record,
     ground_truth_from_markers,
 )
+from ros_nodes.source_counts import (
+    SOURCE_COUNTS_TOPIC,
+    SOURCE_COUNTS_TYPE,
+    decode_source_counts,
+)
 from sim import topics as T
 
 DETECTIONS_TOPIC = "/fusion/detections"
@@ -60,6 +65,8 @@ class EnergyMonitor(Node):
                                  ros_io.RELIABLE_QOS, raw=True)
         self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), T.LABELS_TOPIC, self._on_labels,
                                  ros_io.RELIABLE_QOS, raw=True)
+        self.create_subscription(cls(SOURCE_COUNTS_TYPE), SOURCE_COUNTS_TOPIC, self._on_source_counts,
+                                 ros_io.LATCHED_QOS, raw=True)
         if self.config.report_period_s > 0:
             self.create_timer(self.config.report_period_s, self._report)
 
@@ -113,6 +120,16 @@ class EnergyMonitor(Node):
             return
         if labels.condition:
             self.recorder.add_condition(rd.stamp_ns(msg.header), labels.condition)
+
+    def _on_source_counts(self, raw: bytes) -> None:
+        msg = self._decode(raw, SOURCE_COUNTS_TYPE)
+        if msg is None:
+            return
+        try:
+            self.recorder.add_source_counts(decode_source_counts(msg.data))
+        except ValueError as exc:
+            self.recorder.bad_messages += 1
+            self.get_logger().error(f"{SOURCE_COUNTS_TOPIC}: {exc}")
 
     # ------------------------------------------------------------------ progress and shutdown
     def _report(self) -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 
 from fusion_core.config_io import ConfigError, param
@@ -290,6 +291,7 @@ class FusionNode(Node):
         self._ready += self.pipeline.flush()
         while self._ready:
             self._run_one(self._ready.pop(0))
+        self._publish_final_counters()
         drops = ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(self._drops().items())) or "none"
         self.get_logger().info(f"fusion_node: {self.frames_published} frames published; drops: {drops}")
 
@@ -350,8 +352,7 @@ class FusionNode(Node):
         if self._slow_run >= self.config.slow_frames_for_error:
             level = 2
             problems.append(f"{self._slow_run} slow frames in a row")
-        drops = [(f"drops:{sensor}:{cause}", str(n)) for (sensor, cause), n in sorted(self._drops().items())]
-        drops += [(f"received:{role}", str(n)) for role, n in sorted(self.pipeline.received.items())]
+        drops = self._counter_values()
         header = ros_io.header(o.stamp_ns, "")
         summary = f"{s.mode}: {','.join(r.active_experts) or 'none'}; exit {r.exit_index}; " \
                   f"{o.energy.compute_total_j * 1e3:.1f} mJ compute"
@@ -363,6 +364,26 @@ class FusionNode(Node):
                    values=[kv(key=k, value=v) for k, v in [("pivot", o.pivot), *drops,
                                                           *((f"absent:{k}", v) for k, v in sorted(o.sample.absence.items()))]]),
         ])
+
+
+    def _counter_values(self) -> list[tuple[str, str]]:
+        """The running counters of the health status: drops by sensor and cause, messages
+        received per role and each role's topic."""
+        values = [(f"drops:{sensor}:{cause}", str(n)) for (sensor, cause), n in sorted(self._drops().items())]
+        values += [(f"received:{role}", str(n)) for role, n in sorted(self.pipeline.received.items())]
+        return values + [(f"topic:{role}", topic) for role, (topic, _type) in sorted(self.pipeline.roles.items())]
+
+    def _publish_final_counters(self) -> None:
+        """One last health status after the last frame: messages that arrived after it (the IMU
+        readings past the last scan) are counted too, so received matches what was sent."""
+        t = ros_io.types()
+        kv = t["diagnostic_msgs/msg/KeyValue"]
+        final = t["diagnostic_msgs/msg/DiagnosticStatus"](
+            level=0, name=HEALTH_STATUS, message=f"stopped after {self.frames_published} frames",
+            hardware_id="fusion_node", values=[kv(key=k, value=v) for k, v in self._counter_values()])
+        array = t["diagnostic_msgs/msg/DiagnosticArray"](header=ros_io.header(time.time_ns(), ""), status=[final])
+        self.diagnostics_pub.publish(ros_io.serialize(array, "diagnostic_msgs/msg/DiagnosticArray"))
+        self.diagnostics_pub.wait_for_all_acked(Duration(seconds=2))
 
 
 def main(args=None) -> int:

@@ -47,14 +47,36 @@ def stack_plan(stack: str) -> tuple[NodeSpec, ...]:
     return STACKS[stack]
 
 
-def params_file(stack: str = "vehicle") -> Path:
-    """``configs/vehicle.yaml`` in the source tree, else in the installed share folder (both
-    stacks read the same file: each node declares only its own section)."""
-    stack_plan(stack)
-    here = Path(__file__).resolve().parents[1] / "configs" / "vehicle.yaml"
+DDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def _config_path(relative: str) -> Path:
+    """``configs/<relative>`` in the source tree, else in the installed share folder."""
+    here = Path(__file__).resolve().parents[1] / "configs" / relative
     if here.is_file():
         return here
-    return Path(sys.prefix) / "share" / PACKAGE / "configs" / "vehicle.yaml"
+    return Path(sys.prefix) / "share" / PACKAGE / "configs" / relative
+
+
+def params_file(stack: str = "vehicle") -> Path:
+    """``configs/vehicle.yaml`` (both stacks read the same file: each node declares only its own
+    section)."""
+    stack_plan(stack)
+    return _config_path("vehicle.yaml")
+
+
+def dds_profile_file() -> Path:
+    """``configs/dds/fastdds.xml``: Fast DDS transports sized for point clouds and images (the
+    default shared-memory segment drops them; see the file)."""
+    return _config_path("dds/fastdds.xml")
+
+
+def dds_environment(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with :func:`dds_profile_file` as the Fast DDS default profile, unless the caller
+    already chose one (a robot's own DDS tuning wins)."""
+    env = dict(env)
+    env.setdefault(DDS_PROFILE_VARIABLE, str(dds_profile_file()))
+    return env
 
 
 def node_command(spec: NodeSpec, params: Path, overrides: dict[str, str] | None = None) -> list[str]:

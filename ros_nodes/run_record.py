@@ -7,7 +7,9 @@ on :meth:`RunRecorder.write`:
 - ``ledger.json``     totals, joules per frame, average power per component, latency p50/p95
 - ``frames.jsonl``    one line per fused frame: stamp, gate, experts, exit, latencies, detections
 - ``ground_truth.jsonl`` one line per ground-truth frame (simulator runs): stamp, boxes, condition
-- ``drops.json``      the fusion node's drop counters by sensor and cause (its last report)
+- ``drops.json``      the fusion node's drop counters by sensor and cause (its last report), what
+                      it received per role, what the source published per topic and the
+                      difference (``lost_in_transport``)
 
 Everything keyed by header stamps [ns], so the report can pair detections with ground truth.
 """
@@ -25,6 +27,7 @@ from fusion_core.boxes import (
 )
 from fusion_core.energy.ledger import EnergyLedger, FrameEnergy
 from ros_nodes.detection_markers import cube_box
+from ros_nodes.source_counts import SourceCounts
 
 _NS = 1_000_000_000
 FRAME_STATUS = "dyn_fusion: frame"
@@ -100,6 +103,9 @@ class RunRecorder:
         self.conditions: dict[int, str] = {}
         self.drops: dict[str, int] = {}
         self.received: dict[str, int] = {}    # messages the fusion node received, by role
+        self.role_topics: dict[str, str] = {}  # role -> the topic the fusion node subscribed for it
+        self.source_published: dict[str, int] = {}  # topic -> messages the source published (its final count)
+        self.source_node = ""
         self.bad_messages = 0
 
     def add_frame(self, record: FrameRecord) -> None:
@@ -111,10 +117,22 @@ class RunRecorder:
         values = _values(status)
         self.drops = {k.removeprefix("drops:"): int(x) for k, x in values.items() if k.startswith("drops:")}
         self.received = {k.removeprefix("received:"): int(x) for k, x in values.items() if k.startswith("received:")}
+        self.role_topics = {k.removeprefix("topic:"): x for k, x in values.items() if k.startswith("topic:")}
         if record is not None:
             record.health_level = int(status.level)
             record.health_message = status.message
             record.absent = {k.removeprefix("absent:"): x for k, x in values.items() if k.startswith("absent:")}
+
+    def add_source_counts(self, counts: SourceCounts) -> None:
+        self.source_node, self.source_published = counts.node, dict(counts.published)
+
+    def transport_losses(self) -> dict[str, int]:
+        """role -> messages the source published on the role's topic that the fusion node never
+        received (lost inside DDS, or before it subscribed); empty without the source's counts."""
+        if not self.source_published:
+            return {}
+        return {role: self.source_published.get(topic, 0) - self.received.get(role, 0)
+                for role, topic in sorted(self.role_topics.items())}
 
     def add_detections(self, stamp_ns: int, boxes: np.ndarray) -> None:
         self.detections[stamp_ns] = boxes
@@ -167,6 +185,8 @@ class RunRecorder:
             for stamp in sorted(self.ground_truth):
                 f.write(json.dumps({"stamp_ns": stamp, "condition": self.conditions.get(stamp),
                                     "boxes": np.asarray(self.ground_truth[stamp], float).round(4).tolist()}) + "\n")
-        (folder / "drops.json").write_text(json.dumps({"fusion_node": self.drops, "fusion_node_received": self.received,
-                                                        "undecodable_messages_seen_by_monitor": self.bad_messages},
-                                                       indent=2) + "\n")
+        (folder / "drops.json").write_text(json.dumps({
+            "fusion_node": self.drops, "fusion_node_received": self.received, "fusion_node_topics": self.role_topics,
+            "source_node": self.source_node, "source_published": self.source_published,
+            "lost_in_transport": self.transport_losses(),
+            "undecodable_messages_seen_by_monitor": self.bad_messages}, indent=2) + "\n")

@@ -48,6 +48,11 @@ from fusion_core.config_io import ConfigError, param
 from ros_nodes import ros_io
 from ros_nodes.node_main import stop_on_signals
 from ros_nodes.node_params import declare_section, read_section
+from ros_nodes.source_counts import (
+    SOURCE_COUNTS_TOPIC,
+    SOURCE_COUNTS_TYPE,
+    encode_source_counts,
+)
 from sim import topics as T
 from sim.config import SENSOR_NAMES
 from sim.live_frames import (
@@ -85,6 +90,8 @@ _SPIN_SLICE_S = 0.02
 # due time is slept instead.
 _SPIN_OVERHEAD_S = 0.001
 _SENSOR_DATA_TOPICS = frozenset(T.SENSOR_TOPICS.values()) | frozenset(T.CAMERA_INFO_TOPICS.values())
+# what a run's consumers must not miss from the first frame: the sensors and the ground truth
+_AWAITED_TOPICS = _SENSOR_DATA_TOPICS | {T.GT_MARKERS_TOPIC, T.LABELS_TOPIC}
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,8 @@ class SimNodeConfig:
     duration_s: float = param(0.0, "scenario seconds to run, then stop (0: until the road ends)", lo=0.0, hi=1e7)
     rate_factor: float = param(1.0, "playback speed against the wall clock (1.0: real time)", lo=0.0, hi=1000.0)
     publish_clock: bool = param(False, "publish /clock (scenario time) for nodes with use_sim_time")
+    wait_for_subscribers_s: float = param(0.0, "first wait up to this long until every sensor and ground-truth "
+                                               "topic has a subscriber (0: do not wait)", lo=0.0, hi=600.0)
     start_delay_s: float = param(1.0, "wall time from start-up to scenario time 0 (subscribers match meanwhile)",
                                  lo=0.0, hi=600.0)
     power_warmup_s: float = param(0.2, "scenario time a woken sensor withholds data before it is on", lo=0.0, hi=60.0)
@@ -161,6 +170,8 @@ class SimNode(Node):
         self._clock_pub = (self.create_publisher(ros_io.message_class(CLOCK_TYPE), CLOCK_TOPIC, ros_io.RELIABLE_QOS)
                            if cfg.publish_clock else None)
         string_cls = ros_io.message_class(POWER_MESSAGE_TYPE)
+        self._counts_pub = self.create_publisher(ros_io.message_class(SOURCE_COUNTS_TYPE), SOURCE_COUNTS_TOPIC,
+                                                 ros_io.LATCHED_QOS)
         self._state_pubs = {s: self.create_publisher(string_cls, power_state_topic(s), ros_io.LATCHED_QOS)
                             for s in SENSOR_NAMES}
         for sensor in SENSOR_NAMES:
@@ -233,6 +244,7 @@ class SimNode(Node):
     def run(self, executor: SingleThreadedExecutor) -> RunStats:
         """Publish the scenario in (scaled) real time; returns the statistics."""
         cfg = self.config
+        self._wait_for_subscribers(cfg.wait_for_subscribers_s)
         delay_ns = round(cfg.start_delay_s * NS_PER_S)
         self.epoch_ns = time.time_ns() + delay_ns
         self._mono_epoch_ns = time.monotonic_ns() + delay_ns
@@ -253,16 +265,34 @@ class SimNode(Node):
         finally:
             producer.stop()
             self.stats.interrupted = self._stop.is_set()
+        self._publish_source_counts()
         if not self.stats.interrupted:
             self._wait_for_acknowledgements(FINISH_TIMEOUT_S)
         self.stats.wall_s = time.monotonic() - started
         return self.stats
 
+    def _publish_source_counts(self) -> None:
+        """What this run published, per topic (latched; see ros_nodes.source_counts)."""
+        text = encode_source_counts(NODE_NAME, self.stats.messages)
+        self._counts_pub.publish(ros_io.serialize(self._types[SOURCE_COUNTS_TYPE](data=text), SOURCE_COUNTS_TYPE))
+
+    def _wait_for_subscribers(self, timeout_s: float) -> None:
+        """Until every awaited topic has matched a subscriber, at most ``timeout_s`` (discovery on
+        a busy machine can take longer than ``start_delay_s``; messages before it are lost)."""
+        end = time.monotonic() + timeout_s
+        pubs = [pub for topic, pub in self._data_pubs.items() if topic in _AWAITED_TOPICS]
+        while (waiting := [p.topic_name for p in pubs if p.get_subscription_count() == 0]):
+            if time.monotonic() >= end or self._stop.wait(0.05):
+                if timeout_s > 0.0 and not self._stop.is_set():
+                    self.get_logger().warning(f"starting after {timeout_s:g} s without subscribers on "
+                                              f"{', '.join(waiting)}")
+                return
+
     def _wait_for_acknowledgements(self, timeout_s: float) -> None:
         """Give reliable subscribers up to ``timeout_s`` to acknowledge the last messages (the
         process is about to exit and take unsent samples with it); best effort ones need none."""
         deadline = time.monotonic() + timeout_s
-        publishers = [*self._data_pubs.values(), *self._state_pubs.values()]
+        publishers = [*self._data_pubs.values(), *self._state_pubs.values(), self._counts_pub]
         publishers += [self._clock_pub] if self._clock_pub is not None else []
         for pub in publishers:
             remaining_s = deadline - time.monotonic()

@@ -8,6 +8,7 @@ nodes must be exactly the plan's nodes, with the plan's executables and paramete
 from __future__ import annotations
 
 import importlib.util
+import os
 import runpy
 import sys
 import types
@@ -15,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from ros_nodes.node_plan import node_command, params_file, stack_plan
+from ros_nodes.node_plan import (
+    DDS_PROFILE_VARIABLE,
+    dds_environment,
+    dds_profile_file,
+    node_command,
+    params_file,
+    stack_plan,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "vehicle.launch.py"
@@ -51,6 +59,11 @@ def test_launch_file_starts_the_plan_nodes_with_the_shared_parameter_file(monkey
     assert [n["name"] for n in nodes] == [s.name for s in plan]
     assert [n["executable"] for n in nodes] == [s.executable for s in plan]
     assert all(n["package"] == "dyn_fusion" and n["parameters"][0] == str(params_file("vehicle")) for n in nodes)
+    # the same Fast DDS transports as `dyn-fusion up` (without them large clouds are lost)
+    chosen = os.environ.get(DDS_PROFILE_VARIABLE, str(dds_profile_file()))
+    assert all(n["additional_env"] == {DDS_PROFILE_VARIABLE: chosen} for n in nodes)
+    assert dds_environment({})[DDS_PROFILE_VARIABLE] == str(dds_profile_file()) and dds_profile_file().is_file()
+    assert dds_environment({DDS_PROFILE_VARIABLE: "/robot/dds.xml"})[DDS_PROFILE_VARIABLE] == "/robot/dds.xml"
     # every launch argument lands on a parameter of a node in the plan
     args = {a.kwargs["name"] for a in description if a.kind == "argument"}
     overrides = {k for n in nodes for k, v in n["parameters"][1].items() if v[0] == "LaunchConfiguration"}

@@ -22,9 +22,13 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from ros_nodes.node_plan import dds_environment
 from ros_nodes.ros_io import SENSOR_QOS, isolated_domain_env, message_class
 
 REPO = Path(__file__).resolve().parents[2]
+# The listener in this process gets the same Fast DDS transports as the node processes (read when
+# the first participant is created), so large messages reach it the same way.
+os.environ.update(dds_environment(os.environ))
 _domains = itertools.count((os.getpid() % 50) * 4 + 20)
 
 

@@ -73,10 +73,14 @@ def test_frames_continue_through_frozen_camera_radar_noise_and_silent_imu(run):
         assert any(start <= seconds(f, t0) < end + 0.3 for f in frames), (start, end)
 
 
-def test_every_drop_has_a_known_cause(run):
+def test_every_drop_has_a_known_cause_and_nothing_is_lost_in_transport(run):
     out, *_ = run
     drops = json.loads((out / "drops.json").read_text())
     assert drops["undecodable_messages_seen_by_monitor"] == 0
+    # the sim's own count of what it published against what fusion_node received, per sensor
+    assert drops["source_node"] == "sim_node" and drops["source_published"]["/sensors/lidar/points"] > 0
+    assert set(drops["lost_in_transport"]) >= {"rgb", "depth", "lidar", "radar", "imu"}
+    assert all(n == 0 for n in drops["lost_in_transport"].values()), drops["lost_in_transport"]
     for key in drops["fusion_node"]:
         _sensor, cause = key.split(":", 1)
         assert cause.startswith(KNOWN_CAUSES), key

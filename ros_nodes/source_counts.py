@@ -1,0 +1,44 @@
+"""What a sensor source (``sim_node``, ``bag_player``) published, per topic, for the run record.
+
+A message lost inside DDS is invisible to the receiver; only the sender's count shows it. At the
+end of its run a source publishes its counts once, latched and reliable, on
+:data:`SOURCE_COUNTS_TOPIC` as a ``std_msgs/String`` holding JSON::
+
+    {"node": "sim_node", "published": {"/sensors/lidar/points": 300, ...}}
+
+The energy monitor records it and the run report sets it beside what ``fusion_node`` received:
+``published - received`` per sensor is the transport loss no node could count.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SOURCE_COUNTS_TOPIC = "/dyn_fusion/source_published"
+SOURCE_COUNTS_TYPE = "std_msgs/msg/String"
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    node: str                       # the source node's name
+    published: dict[str, int]       # topic -> messages published
+
+
+def encode_source_counts(node: str, published: Mapping[str, int]) -> str:
+    return json.dumps({"node": node, "published": {t: int(n) for t, n in sorted(published.items())}})
+
+
+def decode_source_counts(text: str) -> SourceCounts:
+    """ValueError (naming what is wrong) for anything but the documented JSON."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"source counts: not JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("node"), str) or not isinstance(data.get("published"), dict):
+        # a malformed message, not a caller's bug: ValueError like every other decoding failure
+        raise ValueError("source counts: expected {\"node\": str, \"published\": {topic: count}}")  # noqa: TRY004
+    published = data["published"]
+    if not all(isinstance(t, str) and isinstance(n, int) and n >= 0 for t, n in published.items()):
+        raise ValueError("source counts: every count must be a non-negative integer keyed by topic")
+    return SourceCounts(data["node"], dict(published))
