@@ -48,6 +48,7 @@ class RunReport:
     expert_usage: dict[str, float]        # share of frames each expert ran
     exit_histogram: dict[int, int]
     pivots: dict[str, int]                # frames per pivot role (a fallback means the LiDAR was silent)
+    node_cpu_share: dict[str, float]      # node -> CPU time / wall time over the run (1.0 = one core)
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -71,6 +72,7 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
     truth = _read_jsonl(run_dir / "ground_truth.jsonl")
     ledger = json.loads((run_dir / "ledger.json").read_text()) if (run_dir / "ledger.json").is_file() else {}
     drops = json.loads((run_dir / "drops.json").read_text()) if (run_dir / "drops.json").is_file() else {}
+    nodes = json.loads((run_dir / "nodes.json").read_text()) if (run_dir / "nodes.json").is_file() else {}
 
     evaluator = DetectionEvaluator(CLASS_NAMES)
     gt_stamps = np.array([g["stamp_ns"] for g in truth], np.int64)
@@ -112,6 +114,7 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
         expert_usage={e: n / len(frames) for e, n in sorted(experts.items())} if frames else {},
         exit_histogram=dict(sorted(Counter(f["exit_index"] for f in frames).items())),
         pivots=dict(Counter(f["pivot"] for f in frames)),
+        node_cpu_share={n: u["cpu_share"] for n, u in nodes.items() if u.get("cpu_share") is not None},
     )
 
 
@@ -136,6 +139,9 @@ def report_markdown(r: RunReport, title: str) -> str:
         lines.append(f"  - {sensor} absent: " + ", ".join(f"{k} {v}" for k, v in sorted(why.items())))
     if r.pivots:
         lines.append("- frames per pivot: " + ", ".join(f"{k} {v}" for k, v in r.pivots.items()))
+    if r.node_cpu_share:
+        lines.append("- CPU per node (share of one core): " + ", ".join(
+            f"{n} {share:.2f}" for n, share in sorted(r.node_cpu_share.items())))
     if r.exit_histogram:
         lines.append("- exits taken: " + ", ".join(f"exit {k}: {v}" for k, v in r.exit_histogram.items()))
     if r.expert_usage:

@@ -9,10 +9,12 @@ before the next starts (the fusion node loads the model and measures its cost ta
 the source's first frames are not lost). The run ends when the node marked ``ends_the_run``
 (the simulator or the bag player) exits; the others then get SIGINT, finish their last frames
 and write their records. If any other node dies first, everything is stopped and the error
-names that node and shows the end of its log. Each node's output goes to ``<out>/logs/``.
+names that node and shows the end of its log. Each node's output goes to ``<out>/logs/``, and
+``<out>/nodes.json`` gets each node's CPU time and share of one core over the run.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -46,6 +48,41 @@ class _Proc:
     popen: subprocess.Popen
     log_path: Path
     log_offset: int = 0
+    # CPU time (user + system) of the process over the run phase, i.e. from the moment every node
+    # was started (start-up and model loading excluded) to the last reading; None where unknown
+    cpu_s: float | None = None
+    wall_s: float = 0.0
+    _run_start: tuple[float, float] | None = None  # (CPU s, monotonic s) when the run phase began
+
+    def start_run_phase(self) -> None:
+        cpu = process_cpu_s(self.popen.pid)
+        self._run_start = None if cpu is None else (cpu, time.monotonic())
+
+    def sample_cpu(self) -> None:
+        """Read the process's CPU time now (Linux /proc; left unknown elsewhere)."""
+        cpu = process_cpu_s(self.popen.pid)
+        if cpu is not None and self._run_start is not None:
+            self.cpu_s = cpu - self._run_start[0]
+            self.wall_s = time.monotonic() - self._run_start[1]
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` from /proc/<pid>/stat; None when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime in ticks
+
+
+def write_node_usage(procs: list[_Proc], path: Path) -> None:
+    """``nodes.json``: per node CPU seconds, wall seconds and CPU share (1.0 = one core busy all
+    the time) over the run phase (every node started, until just before it was asked to stop),
+    and its exit code."""
+    path.write_text(json.dumps({p.spec.name: {
+        "cpu_s": None if p.cpu_s is None else round(p.cpu_s, 3), "wall_s": round(p.wall_s, 3),
+        "cpu_share": None if p.cpu_s is None or p.wall_s <= 0 else round(p.cpu_s / p.wall_s, 4),
+        "exit_code": p.popen.returncode} for p in procs}, indent=2) + "\n")
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -79,7 +116,11 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
             if spec.waits_for_ready:
                 _wait_ready(procs[-1], run.ready_timeout_s, echo)
         source = next(p for p in procs if p.spec.ends_the_run)
+        for p in procs:
+            p.start_run_phase()
         while source.popen.poll() is None:
+            for p in procs:
+                p.sample_cpu()
             _check_alive(procs)
             _echo_progress(procs, run.echo_prefixes, echo)
             if time.monotonic() > deadline:
@@ -91,6 +132,7 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
     finally:
         _stop(procs, run.stop_grace_s)
         _echo_progress(procs, run.echo_prefixes, echo)
+        write_node_usage(procs, run.out / "nodes.json")
     return {p.spec.name: p.popen.returncode for p in procs}
 
 
@@ -141,6 +183,7 @@ def _stop(procs: list[_Proc], grace_s: float) -> None:
     for p in reversed(procs):
         if p.popen.poll() is not None:
             continue
+        p.sample_cpu()  # the run's share, without the shutdown (a replay's backlog, record writing)
         p.popen.send_signal(signal.SIGINT)
         try:
             p.popen.wait(timeout=grace_s)

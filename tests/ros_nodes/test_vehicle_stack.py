@@ -51,6 +51,9 @@ def test_detections_flow_end_to_end_with_progress_and_a_report(run):
     assert "[energy_monitor] frames" in stdout  # live progress lines
     assert sum(len(f["detections"]) for f in frames) > 0
     assert report["latency_ms"]["stamp_to_publish_p95"] > 0 and report["joules_by_component"]["sensor:lidar"] > 0
+    # each node's CPU over the run, read from /proc by the runner (the simulator and the detector work)
+    assert set(report["node_cpu_share"]) == {"sim_node", "fusion_node", "energy_monitor"}
+    assert report["node_cpu_share"]["fusion_node"] > 0.05 and report["node_cpu_share"]["sim_node"] > 0.05
 
 
 def test_lidar_death_switches_the_pivot_and_the_gate_and_warns(run):
