@@ -120,8 +120,42 @@ def _sync_overrides(mapping) -> dict[str, str]:
             "sync.max_wait_s": repr(max(0.15, 3 * mapping.sync_tolerance_s.default_s))}
 
 
-def replay_command(args: argparse.Namespace) -> int:
+def _consumed_topics(mapping) -> str:
+    """The topics the replay stack subscribes to (the mapped sensors and camera infos, the
+    simulator's ground truth and labels), as a parameter value: the player waits for those only
+    (nothing subscribes to /odom or /clock, so waiting for every topic would always time out)."""
+    from sim import topics as T
+
+    topics = [mapping.sensor_topic(s) for s in ("rgb", "depth", "lidar", "radar", "imu")]
+    topics += [mapping.camera_info_topic(c) for c in ("rgb", "depth")]
+    topics += [T.GT_MARKERS_TOPIC, T.LABELS_TOPIC]
+    return "[" + ", ".join(f"'{t}'" for t in topics if t) + "]"
+
+
+def _bag_static_tf(bag: Path, mapping):
+    """The bag's static transforms; a damaged bag (which rosbags refuses to open) is read front
+    to back by the player's salvaging reader and gives what precedes the damage."""
     from fusion_core.data.rosbag_source import read_static_tf
+    from fusion_core.data.static_tf import StaticTfTree
+    from ros_nodes import ros_io
+    from ros_nodes.bag_messages import BagMessages, BagReadError
+
+    try:
+        return read_static_tf(bag, mapping)
+    except Exception as exc:  # noqa: BLE001 - AnyReader wraps storage errors in several types
+        print(f"[replay] {bag}: rosbags cannot open it ({type(exc).__name__}); reading /tf_static front to back")
+    tree = StaticTfTree()
+    with BagMessages(bag) as messages:
+        try:
+            for m in messages.messages():
+                if m.topic == mapping.tf_static_topic and m.cdr is not None:
+                    tree.add_message(ros_io.deserialize(m.cdr, m.msgtype))
+        except BagReadError:
+            pass  # the player reports where reading stopped
+    return tree
+
+
+def replay_command(args: argparse.Namespace) -> int:
     from fusion_core.data.static_tf import save_static_tf
     from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
 
@@ -135,10 +169,11 @@ def replay_command(args: argparse.Namespace) -> int:
     grid = _report_grid(overrides)
     _prepare_out(args.out, args.overwrite)
     calibration = args.out / "calibration.yaml"
-    save_static_tf(calibration, read_static_tf(args.bag, mapping))  # tf2_msgs cannot be published here
+    save_static_tf(calibration, _bag_static_tf(args.bag, mapping))  # tf2_msgs cannot be published here
     plan_overrides = {
         "bag_player": {"player.bag": str(args.bag.resolve()), "player.rate": repr(args.rate),
-                       "player.wait_for_subscribers_s": "30.0"},
+                       "player.wait_for_subscribers_s": "30.0",
+                       "player.wait_for_topics": _consumed_topics(mapping)},
         "fusion_node": {"fusion.calibration_file": str(calibration), "fusion.topic_mapping": str(mapping_path),
                         "fusion.process_every_frame": "true", **_sync_overrides(mapping)},
         "energy_monitor": {"energy.run_dir": str(args.out)},

@@ -45,6 +45,7 @@ class RunReport:
     received: dict[str, int]              # messages fusion_node received, by role
     published: dict[str, int]             # messages the source published on each role's topic
     lost_in_transport: dict[str, int]     # role -> published - received (no node could count these)
+    source_error: str | None              # why the source stopped early (a damaged bag), None otherwise
     expert_usage: dict[str, float]        # share of frames each expert ran
     exit_histogram: dict[int, int]
     pivots: dict[str, int]                # frames per pivot role (a fallback means the LiDAR was silent)
@@ -111,6 +112,7 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
         published={role: drops.get("source_published", {}).get(topic, 0)
                    for role, topic in drops.get("fusion_node_topics", {}).items()} if drops.get("source_published") else {},
         lost_in_transport=drops.get("lost_in_transport", {}),
+        source_error=drops.get("source_error"),
         expert_usage={e: n / len(frames) for e, n in sorted(experts.items())} if frames else {},
         exit_histogram=dict(sorted(Counter(f["exit_index"] for f in frames).items())),
         pivots=dict(Counter(f["pivot"] for f in frames)),
@@ -120,6 +122,9 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
 
 def report_markdown(r: RunReport, title: str) -> str:
     lines = [f"# {title}", ""]
+    if r.source_error:
+        lines += [(f"**The source stopped early**: {r.source_error}. Everything before that point was played "
+                   f"and is reported below."), ""]
     if r.map_all is None:
         lines.append(f"- frames fused: {r.frames_fused} (no ground truth: no mAP)")
     else:

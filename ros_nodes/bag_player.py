@@ -11,8 +11,9 @@ the log time goes out on ``/clock`` before each message with a new log time (a `
 recorded in the bag is then left out, so there is one time source).
 
 Start: publishers are created for every topic first; playback begins after
-``wait_for_subscribers_s`` (up to that long until every publisher has a subscriber, for runs
-whose consumers must not miss the first messages) and then ``start_delay_s``.
+``wait_for_subscribers_s`` (up to that long until every publisher, or those of
+``wait_for_topics``, has a subscriber, for runs whose consumers must not miss the first
+messages) and then ``start_delay_s``.
 
 QoS: ``Image``, ``PointCloud2``, ``Imu``, ``CameraInfo`` and ``LaserScan`` with sensor-data QoS
 (best effort), a topic the recorder was offered transient_local (``/tf_static``) latched,
@@ -79,6 +80,8 @@ class PlayerConfig:
     publish_clock: bool = param(True, "publish /clock from the bag's log times")
     wait_for_subscribers_s: float = param(0.0, "first wait up to this long until every publisher has a subscriber "
                                                "(0: do not wait)", lo=0.0, hi=600.0)
+    wait_for_topics: tuple[str, ...] = param((), "the topics that wait is for, where the bag has them (empty: "
+                                                 "every topic played, /clock included)")
     start_delay_s: float = param(1.0, "then wait this long so subscribers match (and see the publishers)", lo=0.0,
                                  hi=600.0)
     finish_timeout_s: float = param(2.0, "at the end, wait at most this long for reliable subscribers to "
@@ -200,9 +203,11 @@ class BagPlayer:
             self.log.warning(f"not publishing {msg.topic} ({msg.msgtype}): {msg.skip_reason}")
 
     def _wait_for_subscribers(self, timeout_s: float) -> None:
-        """Until every publisher has matched a subscriber, at most ``timeout_s``."""
+        """Until every awaited publisher has matched a subscriber, at most ``timeout_s``."""
         end = time.monotonic() + timeout_s
-        pubs = [*self._publishers.values(), self._clock_pub]
+        awaited = set(self.config.wait_for_topics)
+        pubs = ([p for topic, p in self._publishers.items() if topic in awaited] if awaited
+                else [*self._publishers.values(), self._clock_pub])
         while (waiting := [p.topic_name for p in pubs if p is not None and p.get_subscription_count() == 0]):
             if time.monotonic() >= end or not self._sleep(min(_POLL_S, timeout_s)):
                 if timeout_s > 0.0 and not self.stop.is_set():
@@ -223,7 +228,7 @@ class BagPlayer:
         """Let the last messages reach their subscribers before the process ends. (Fast DDS
         readers acknowledge on the writer's periodic heartbeat, every few seconds, so the wait
         often runs to ``finish_timeout_s`` although the data arrived long before.)"""
-        text = encode_source_counts(self.node.get_name(), self.report.published)
+        text = encode_source_counts(self.node.get_name(), self.report.published, self.report.read_error)
         self._counts_pub.publish(ros_io.serialize(ros_io.types()[SOURCE_COUNTS_TYPE](data=text), SOURCE_COUNTS_TYPE))
         deadline = time.monotonic() + self.config.finish_timeout_s
         for pub in [*self._publishers.values(), self._clock_pub, self._counts_pub]:

@@ -39,7 +39,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
 from rclpy.node import Node
 
-from fusion_core.config_io import ConfigError, param
+from fusion_core.config_io import ConfigError, from_mapping, param
 from fusion_core.data.static_tf import StaticTfTree, load_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
 from fusion_core.energy.profile import load_device_profile
@@ -229,7 +229,8 @@ class FusionNode(Node):
         if any(not p.name.startswith("fusion.") for p in params):
             return SetParametersResult(successful=False, reason="sync.* and power.* are only read at start-up")
         try:
-            cfg = FusionNodeConfig(**{**vars(self.config), **updates})
+            # from_mapping, not the constructor: the same range and choice checks as at start-up
+            cfg = from_mapping(FusionNodeConfig, {**dataclasses.asdict(self.config), **updates}, "fusion")
             settings = self._gate_settings(cfg)
             policy = exit_policy_for(cfg, self.fusion.gates, self.fusion.detector, self._reference_frame)
             self.fusion.set_settings(settings)

@@ -143,7 +143,9 @@ class FusionPipeline:
         try:
             msg = ros_io.deserialize(raw, self.roles[role][1])
         except Exception as exc:  # noqa: BLE001 - any failure here means damaged bytes
-            self._drop(sensor, f"{DECODE_ERROR}:deserialize", str(exc))
+            # a CameraInfo's trouble is told apart from its image's, as the offline reader does
+            what = "camera_info:deserialize" if role in CAMERA_INFO_ROLES else "deserialize"
+            self._drop(sensor, f"{DECODE_ERROR}:{what}", str(exc))
             return []
         try:
             decoded = self._decode(role, msg, received_ns)

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any, TypeVar
 
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -39,8 +40,11 @@ def declare_section(node: Node, prefix: str, defaults: Any, skip: tuple[str, ...
         value = getattr(defaults, f.name)
         if dataclasses.is_dataclass(value) or value is None:
             continue  # nested configs and optional fields stay at their defaults
-        node.declare_parameter(f"{prefix}.{f.name}", _ros_default(value),
-                               ParameterDescriptor(description=f.metadata.get("doc", ""), dynamic_typing=True))
+        default = _ros_default(value)
+        # dynamic typing lets "1" set a float field; rclpy refuses it with a declared-by-type default
+        dynamic = not isinstance(default, Parameter.Type)
+        node.declare_parameter(f"{prefix}.{f.name}", default,
+                               ParameterDescriptor(description=f.metadata.get("doc", ""), dynamic_typing=dynamic))
 
 
 def read_section(node: Node, prefix: str, cls: type[T], defaults: Any | None = None) -> T:
@@ -54,7 +58,10 @@ def read_section(node: Node, prefix: str, cls: type[T], defaults: Any | None = N
         if not node.has_parameter(name):
             values[f.name] = current
             continue
-        value = node.get_parameter(name).value
+        try:
+            value = node.get_parameter(name).value
+        except ParameterUninitializedException:  # an empty-list default no file or override set
+            value = None
         values[f.name] = current if value is None else (list(value) if isinstance(value, (list, tuple)) else value)
     plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
     return from_mapping(cls, plain, prefix)

@@ -4,8 +4,9 @@ A message lost inside DDS is invisible to the receiver; only the sender's count 
 end of its run a source publishes its counts once, latched and reliable, on
 :data:`SOURCE_COUNTS_TOPIC` as a ``std_msgs/String`` holding JSON::
 
-    {"node": "sim_node", "published": {"/sensors/lidar/points": 300, ...}}
+    {"node": "sim_node", "published": {"/sensors/lidar/points": 300, ...}, "error": null}
 
+``error`` says why the source stopped early (a damaged bag: where reading stopped), else null.
 The energy monitor records it and the run report sets it beside what ``fusion_node`` received:
 ``published - received`` per sensor is the transport loss no node could count.
 """
@@ -23,10 +24,11 @@ SOURCE_COUNTS_TYPE = "std_msgs/msg/String"
 class SourceCounts:
     node: str                       # the source node's name
     published: dict[str, int]       # topic -> messages published
+    error: str | None = None        # why the source stopped early; None when it ran to its end
 
 
-def encode_source_counts(node: str, published: Mapping[str, int]) -> str:
-    return json.dumps({"node": node, "published": {t: int(n) for t, n in sorted(published.items())}})
+def encode_source_counts(node: str, published: Mapping[str, int], error: str | None = None) -> str:
+    return json.dumps({"node": node, "published": {t: int(n) for t, n in sorted(published.items())}, "error": error})
 
 
 def decode_source_counts(text: str) -> SourceCounts:
@@ -41,4 +43,7 @@ def decode_source_counts(text: str) -> SourceCounts:
     published = data["published"]
     if not all(isinstance(t, str) and isinstance(n, int) and n >= 0 for t, n in published.items()):
         raise ValueError("source counts: every count must be a non-negative integer keyed by topic")
-    return SourceCounts(data["node"], dict(published))
+    error = data.get("error")
+    if error is not None and not isinstance(error, str):
+        raise ValueError("source counts: error must be a string or null")
+    return SourceCounts(data["node"], dict(published), error)
