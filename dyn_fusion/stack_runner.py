@@ -106,6 +106,8 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
     echo(f"[up] stack {run.stack}: {', '.join(s.name for s in plan)} (DDS domain {domain}, params {params})")
     procs: list[_Proc] = []
     deadline = time.monotonic() + run.run_timeout_s
+    # SIGTERM (a job killed from outside) must stop the nodes too, not leave them orphaned
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for spec in plan:
             log_path = logs / f"{spec.name}.log"
@@ -133,7 +135,12 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
         _stop(procs, run.stop_grace_s)
         _echo_progress(procs, run.echo_prefixes, echo)
         write_node_usage(procs, run.out / "nodes.json")
+        signal.signal(signal.SIGTERM, previous_term)
     return {p.spec.name: p.popen.returncode for p in procs}
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _wait_ready(proc: _Proc, timeout_s: float, echo) -> None:

@@ -82,7 +82,10 @@ class FusionNodeConfig:
                            choices=("static", "late", "knowledge", "attention", "loss"))
     k: int = param(2, "attention gate: experts kept per frame", lo=1, hi=64)
     gamma: float = param(0.5, "loss gate: keep configurations within this predicted loss of the best", lo=0.0)
-    lam_per_j: float = param(5.0, "loss gate: predicted loss traded per joule of compute", lo=0.0)
+    lam_per_j: float = param(5.0, "loss gate: predicted loss traded per joule of compute (and of sensors with "
+                                  "price_sensors)", lo=0.0)
+    price_sensors: bool = param(False, "loss gate: lam_per_j also prices the sensors a configuration keeps on "
+                                       "(meaningful with power.enabled: otherwise every sensor is on anyway)")
     exit_policy: str = param("last", "when a frame leaves the head",
                              choices=EXIT_POLICIES)
     exit_threshold: float = param(0.8, "confidence policy: stop at this frame confidence", lo=0.0, hi=1.0)
@@ -156,7 +159,11 @@ class FusionNode(Node):
         frame = reference_frame(detector.config)
         self.profile = load_device_profile(cfg.energy_profile)
         self.fusion = DynamicFusion(detector, gates, self._gate_settings(cfg), exit_policy_for(cfg, gates, detector, frame),
-                                    measure_cost_table(detector, gates, frame), self.profile)
+                                    measure_cost_table(detector, gates, frame), self.profile,
+                                    frame_period_s=cfg.frame_period_s)
+        if cfg.price_sensors and not power_config.enabled:
+            self.get_logger().warning("fusion.price_sensors without power.enabled: the gate avoids sensors that "
+                                      "stay on anyway, which costs mAP and saves nothing")
         self._reference_frame = frame
         calibration = self._calibration(cfg)
         power = SensorPowerManager(power_config) if power_config.enabled else None
@@ -190,7 +197,8 @@ class FusionNode(Node):
     # ------------------------------------------------------------------ set-up helpers
     @staticmethod
     def _gate_settings(cfg: FusionNodeConfig) -> GateSettings:
-        return GateSettings(mode=cfg.gate_mode, k=cfg.k, gamma=cfg.gamma, lam_per_j=cfg.lam_per_j)
+        return GateSettings(mode=cfg.gate_mode, k=cfg.k, gamma=cfg.gamma, lam_per_j=cfg.lam_per_j,
+                            price_sensors=cfg.price_sensors)
 
     def _calibration(self, cfg: FusionNodeConfig) -> StaticTfTree:
         if cfg.calibration_file:
@@ -221,7 +229,7 @@ class FusionNode(Node):
     # ------------------------------------------------------------------ run-time settings
     def _on_set_parameters(self, params) -> SetParametersResult:
         updates = {p.name.removeprefix("fusion."): p.value for p in params if p.name.startswith("fusion.")}
-        live = {"gate_mode", "k", "gamma", "lam_per_j", "exit_policy", "exit_threshold", "exit_budget", "exit_lam",
+        live = {"gate_mode", "k", "gamma", "lam_per_j", "price_sensors", "exit_policy", "exit_threshold", "exit_budget", "exit_lam",
                 "deadline_ms"}
         fixed = sorted(set(updates) - live)
         if fixed:
@@ -330,7 +338,7 @@ class FusionNode(Node):
         r, s = o.result, self.fusion.settings
         frame_values = [
             ("stamp_ns", str(o.stamp_ns)), ("pivot", o.pivot), ("gate_mode", s.mode), ("k", str(s.k)),
-            ("lam_per_j", repr(s.lam_per_j)), ("configuration", r.configuration or ""),
+            ("lam_per_j", repr(s.lam_per_j)), ("price_sensors", str(s.price_sensors).lower()), ("configuration", r.configuration or ""),
             ("active_experts", ",".join(r.active_experts)), ("exit_index", str(r.exit_index)),
             ("exit_confidence", f"{r.exit_confidence:.4f}"), ("missed_deadline", str(r.missed_deadline).lower()),
             ("condition_estimate", r.condition_estimate or ""), ("degraded_sensors", ",".join(r.degraded_sensors)),

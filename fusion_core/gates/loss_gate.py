@@ -45,7 +45,8 @@ def choose_configuration(loss: torch.Tensor, available: torch.Tensor, energy_j: 
     """(B,) index of the configuration each frame runs.
 
     ``loss`` (B, C) predicted (or true) losses, ``available`` (B, C) bool (some expert of the
-    configuration has its sensors), ``energy_j`` (C,) compute energy of each configuration.
+    configuration has its sensors), ``energy_j`` (C,) energy of each configuration, or (B, C)
+    when it depends on the frame (sensor pricing, ``configuration_sensor_j``).
     Among the available configurations within ``gamma`` of the frame's best loss, the argmin of
     loss + lam_per_j * energy_j. A frame with no available configuration gets index 0 (its
     experts will find no sensor and run nothing).
@@ -54,8 +55,24 @@ def choose_configuration(loss: torch.Tensor, available: torch.Tensor, energy_j: 
     masked = loss.masked_fill(~available, big)
     best = masked.min(1, keepdim=True).values
     keep = available & (masked <= best + gamma)
-    objective = (loss + lam_per_j * energy_j[None, :]).masked_fill(~keep, big)
+    energy = energy_j if energy_j.dim() == 2 else energy_j[None, :]
+    objective = (loss + lam_per_j * energy).masked_fill(~keep, big)
     return objective.argmin(1)
+
+
+def configuration_sensor_j(active: torch.Tensor, expert_uses_sensor: torch.Tensor,
+                           sensor_j: torch.Tensor) -> torch.Tensor:
+    """(B, C) joules per frame of the sensors each configuration keeps on: every sensor read by
+    an expert it would run this frame, counted once.
+
+    ``active`` (B, C, E) bool: the experts each configuration runs this frame (its experts that are
+    available); ``expert_uses_sensor`` (E, S) bool (``gates.knowledge.expert_sensor_matrix``);
+    ``sensor_j`` (S,) a sensor's energy per frame while on (power x frame period). An expert
+    reads all its sensors: one that stands by is woken when the expert is chosen (the power
+    manager's "needed"), so it is charged too.
+    """
+    reads = (active[..., None] & expert_uses_sensor[None, None]).any(2)  # (B, C, S)
+    return (reads.to(sensor_j.dtype) * sensor_j).sum(-1)
 
 
 class LossPredictor(nn.Module):

@@ -20,6 +20,9 @@ class GateSettings:
     k: int = param(2, "attention: experts kept per frame (top-k)", lo=1, hi=64)
     gamma: float = param(0.5, "loss/oracle: keep configurations whose (predicted) loss is within gamma of the best", lo=0.0)
     lam_per_j: float = param(0.0, "loss/oracle: loss units traded per joule of compute (0 = best predicted loss)", lo=0.0)
+    price_sensors: bool = param(False, "loss/oracle: lam_per_j also prices the sensors each configuration keeps on "
+                                "(their power x frame period); for sensor power gating, where unused sensors "
+                                "stand by (without it every sensor is on anyway)")
 
     def __post_init__(self):
         if self.mode not in GATE_MODES:

@@ -22,7 +22,7 @@ from fusion_core.exits.confidence import frame_confidence
 from fusion_core.exits.policies import ExitPolicy, LastExit
 from fusion_core.gates.frame_target import frame_target
 from fusion_core.gates.knowledge import expert_sensor_matrix, knowledge_active
-from fusion_core.gates.loss_gate import choose_configuration
+from fusion_core.gates.loss_gate import choose_configuration, configuration_sensor_j
 from fusion_core.gates.modules import GateModules, gate_features
 from fusion_core.gates.settings import GateDecision, GateSettings
 from fusion_core.model.config import DETECTION_SENSORS
@@ -62,8 +62,13 @@ class _HeadRun:
 class DynamicFusion:
     def __init__(self, detector: FusionDetector, gates: GateModules | None = None,
                  settings: GateSettings | None = None, exit_policy: ExitPolicy | None = None,
-                 cost_table: CostTable | None = None, profile: DeviceProfile | None = None):
+                 cost_table: CostTable | None = None, profile: DeviceProfile | None = None,
+                 frame_period_s: float = 0.1):
+        """``frame_period_s``: the sensors' frame period; with ``settings.price_sensors`` a
+        sensor costs its profile power times this per frame."""
         settings = settings or GateSettings()
+        if not frame_period_s > 0:
+            raise ValueError(f"frame_period_s must be > 0, got {frame_period_s!r}")
         self.detector = detector.eval()
         self.gates = gates.eval() if gates is not None else None
         self.settings = settings
@@ -77,6 +82,9 @@ class DynamicFusion:
         self._check(settings)
         # Fixed for the lifetime of the runner: computed once rather than on every frame.
         self.configuration_energy_j = self._configuration_energy_j() if gates is not None else None
+        # (S,) a detection sensor's energy per frame while on (the expert_uses_sensor columns).
+        self.sensor_j_per_frame = torch.tensor(
+            [profile.sensor_power.power_w(s) * frame_period_s if profile is not None else 0.0 for s in DETECTION_SENSORS])
 
     def _check(self, settings: GateSettings) -> None:
         if settings.mode in _NEEDS_GATES and self.gates is None:
@@ -99,6 +107,16 @@ class DynamicFusion:
         per_expert = torch.tensor([self.cost_table.flops[f"expert:{n}"] for n in self.expert_names], dtype=torch.float64)
         joules = per_expert / 1e9 * self.profile.compute_j_per_gflop
         return (self.gates.configuration_masks.double() * joules[None]).sum(1).float()
+
+    def configuration_energy(self, available: torch.Tensor) -> torch.Tensor:
+        """(B, C) joules the λ term charges each configuration, for frames whose available experts
+        are ``available`` (B, E): its experts' compute, plus with ``settings.price_sensors`` the
+        sensors its runnable experts read (``configuration_sensor_j``)."""
+        energy = self.configuration_energy_j[None].expand(available.shape[0], -1)
+        if not self.settings.price_sensors:
+            return energy
+        active = available[:, None, :] & self.gates.configuration_masks[None]  # (B, C, E)
+        return energy + configuration_sensor_j(active, self.expert_uses_sensor, self.sensor_j_per_frame)
 
     # ------------------------------------------------------------------ one frame
     @torch.no_grad()
@@ -149,7 +167,7 @@ class DynamicFusion:
                     loss = self.gates.loss_predictor(gate_features(encoded, context))
                 else:
                     loss = self._true_configuration_losses(encoded, available, targets, visible_ground_truth)
-                choice = int(choose_configuration(loss, conf_available, self.configuration_energy_j,
+                choice = int(choose_configuration(loss, conf_available, self.configuration_energy(available),
                                                   self.settings.gamma, self.settings.lam_per_j)[0])
                 configuration = self.gates.configuration_names[choice]
                 active = available & masks[choice][None]

@@ -13,7 +13,9 @@ can look again:
 - periodically, every ``recheck_period_s`` (measured between wake-ups);
 - at once, when the estimated condition changes or a sensor that was on is newly reported
   degraded or lost (``wake_on_context_change``): exactly the moments when the gate's choice is
-  most likely to change.
+  most likely to change. A new condition counts once it has been estimated on every frame for
+  ``context_change_min_s`` (0: at once): the context head's estimate flickers for a frame or
+  two, more so with sensors in standby, and every flicker would wake every standby sensor.
 
 A sensor woken for such a check stays awake ``recheck_duration_s`` (warm-up included), not
 ``standby_after_s``: the check asks one question ("does the gate want it now?"), and holding it
@@ -58,6 +60,9 @@ class PowerGatingConfig:
                                       "included, unless the gate uses it, s", lo=0.0, hi=3600.0)
     wake_on_context_change: bool = param(True, "wake every standby sensor when the estimated condition changes "
                                          "or a sensor is newly reported degraded/lost")
+    context_change_min_s: float = param(0.0, "a new estimated condition counts as a change (and wakes sensors) "
+                                        "once it has been estimated on every frame for this long, s "
+                                        "(0: at once)", lo=0.0, hi=3600.0)
     always_on: tuple[str, ...] = param(("imu",), "sensors never put in standby")
     warmup_s: float = param(0.2, "time a woken sensor needs before its data is valid (not available meanwhile), s",
                             lo=0.0, hi=60.0)
@@ -66,8 +71,9 @@ class PowerGatingConfig:
         for name in ("standby_after_s", "recheck_period_s", "recheck_duration_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)!r}")
-        if not self.warmup_s >= 0:
-            raise ConfigError(f"warmup_s: must be >= 0, got {self.warmup_s!r}")
+        for name in ("warmup_s", "context_change_min_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if self.recheck_duration_s <= self.warmup_s:
             raise ConfigError(f"recheck_duration_s: must exceed warmup_s ({self.warmup_s} s), got "
                               f"{self.recheck_duration_s} s; otherwise the gate never sees a re-checked sensor")
@@ -117,6 +123,7 @@ class SensorPowerManager:
         self._state = {s: _Sensor() for s in self.sensors}
         self._time_s: float | None = None
         self._condition: str | None = None
+        self._new_condition: tuple[str, float] | None = None  # a different estimate and since when, not yet a change
         self._lost: frozenset[str] = frozenset()
         self.history: list[tuple[float, PowerCommand]] = []  # every command sent, with its frame time
 
@@ -162,7 +169,7 @@ class SensorPowerManager:
         if first:
             for st in self._state.values():
                 st.last_used_s = time_s  # a sensor is "unused" from the first frame the manager sees
-        context_reason = self._context_change(condition, lost)
+        context_reason = self._context_change(time_s, condition, lost)
         if not self.config.enabled:
             return []
 
@@ -200,20 +207,27 @@ class SensorPowerManager:
         return (st.woken_s is not None and time_s is not None
                 and time_s < st.woken_s + self.config.warmup_s - _TIME_EPS_S)
 
-    def _context_change(self, condition: str | None, lost: frozenset[str]) -> str | None:
+    def _context_change(self, time_s: float, condition: str | None, lost: frozenset[str]) -> str | None:
         """Reason to wake standby sensors this frame, or None. Updates the remembered context.
 
+        A condition differing from the remembered one becomes it (a change) once estimated on
+        every frame for ``context_change_min_s``; any other estimate in between restarts the wait.
         Only sensors that were fully on count as newly lost: a sensor in standby or warm-up is
         missing by our own choice, and counting it would wake everything in a loop."""
         reason = None
-        if condition is not None and self._condition is not None and condition != self._condition:
-            reason = f"context_change:{condition}"
+        if condition is not None:
+            if self._condition is None or condition == self._condition:
+                self._condition, self._new_condition = condition, None
+            else:
+                if self._new_condition is None or self._new_condition[0] != condition:
+                    self._new_condition = (condition, time_s)
+                if time_s - self._new_condition[1] >= self.config.context_change_min_s - _TIME_EPS_S:
+                    reason = f"context_change:{condition}"
+                    self._condition, self._new_condition = condition, None
         newly_lost = sorted(s for s in lost - self._lost
                             if not self._state[s].standby and not self._warming(self._state[s], self._time_s))
         if reason is None and newly_lost:
             reason = "sensor_lost:" + ",".join(newly_lost)
-        if condition is not None:
-            self._condition = condition
         self._lost = lost
         return reason
 

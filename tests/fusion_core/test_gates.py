@@ -18,7 +18,7 @@ from fusion_core.gates.attention import (
 from fusion_core.gates.config import load_gates_config
 from fusion_core.gates.context_head import CONDITIONS, ContextEstimate
 from fusion_core.gates.knowledge import expert_sensor_matrix, knowledge_active
-from fusion_core.gates.loss_gate import choose_configuration
+from fusion_core.gates.loss_gate import choose_configuration, configuration_sensor_j
 from fusion_core.gates.modules import GateModules, load_gates, save_gates
 from fusion_core.gates.settings import GateSettings
 from fusion_core.gates.training import train_gates
@@ -67,6 +67,38 @@ def test_loss_gate_lambda_trades_predicted_loss_for_energy():
     assert int(choose_configuration(loss, available, energy, gamma=0.35, lam_per_j=1e3)[0]) == 1
     available[0, 3] = False
     assert int(choose_configuration(loss, available, energy, gamma=10.0, lam_per_j=0.0)[0]) == 0
+
+
+def test_sensor_pricing_charges_every_sensor_of_the_runnable_experts_once():
+    # experts: lidar, radar, lidar_radar, all (rgb, depth, lidar, radar); sensors in HEALTH_SENSORS order
+    uses = expert_sensor_matrix([("lidar",), ("radar",), ("lidar", "radar"), ("rgb", "depth", "lidar", "radar")])
+    sensor_j = torch.tensor([0.25, 0.25, 0.8, 0.66])  # rgb, depth, lidar, radar: W x 0.1 s
+    # configurations: lidar; lidar + lidar_radar; all; radar while radar is not available
+    active = torch.tensor([[[True, False, False, False], [True, False, True, False],
+                            [False, False, False, True], [False, False, False, False]]])
+    j = configuration_sensor_j(active, uses, sensor_j)
+    assert j.shape == (1, 4)
+    assert j[0].tolist() == pytest.approx([0.8, 0.8 + 0.66, 1.96, 0.0])  # lidar counted once; nothing runs: free
+
+
+def test_sensor_priced_lambda_moves_the_choice_to_cheaper_sensors():
+    loss = torch.tensor([[1.0, 1.1, 1.3, 1.6]])  # all, lidar_radar, lidar, rgb
+    available = torch.ones(1, 4, dtype=torch.bool)
+    compute_j = torch.tensor([0.06, 0.03, 0.02, 0.02])
+    sensor_j = torch.tensor([[1.96, 1.46, 0.8, 0.25]])
+    priced = compute_j[None] + sensor_j
+    picks = [int(choose_configuration(loss, available, priced, gamma=10.0, lam_per_j=lam)[0])
+             for lam in (0.0, 0.25, 0.4, 1.0)]
+    assert picks == [0, 1, 2, 3]  # each step of λ buys cheaper sensors
+    chosen_j = [float(sensor_j[0, c]) for c in picks]
+    assert chosen_j == sorted(chosen_j, reverse=True)
+    # λ = 0 ignores energy, priced or not; (C,) compute energy works as before.
+    assert int(choose_configuration(loss, available, priced, gamma=10.0, lam_per_j=0.0)[0]) == \
+        int(choose_configuration(loss, available, compute_j, gamma=10.0, lam_per_j=0.0)[0]) == 0
+    # compute only, the λ = 1 that buys rgb with sensors priced keeps every expert
+    assert int(choose_configuration(loss, available, compute_j, gamma=10.0, lam_per_j=1.0)[0]) == 0
+    # gamma still bounds the loss the price may buy: within 0.15 of the best, lidar_radar is the cheapest
+    assert int(choose_configuration(loss, available, priced, gamma=0.15, lam_per_j=5.0)[0]) == 1
 
 
 def test_knowledge_rules_follow_the_estimated_condition_and_health():
@@ -175,6 +207,46 @@ def test_detection_error_target_trains_the_loss_gate_and_steers_the_oracle(tiny_
     assert result.configuration == gates.configuration_names[int(np.argmin(errors))]
 
 
+def test_loss_gate_prices_sensors_only_when_asked(tiny_shards):
+    """The runner end to end (tiny untrained model: the predicted losses are arbitrary but fixed):
+    with price_sensors a high λ runs the configuration with the cheapest sensors that are there,
+    λ = 0 chooses as before, and without price_sensors λ still prices compute only."""
+    torch.manual_seed(0)
+    model_config = load_model_config("configs/model/tiny.yaml")
+    detector = FusionDetector(model_config).eval()
+    gates = GateModules(load_gates_config("configs/gates/tiny.yaml"), model_config).eval()
+    profile = load_device_profile("jetson_orin")
+    collator = BatchCollator(model_config)
+    sample = ShardSource(tiny_shards)[7]
+    batch = collator([sample])
+    table = measure_cost_table(detector, gates, batch.inputs)
+
+    def runner(**settings) -> DynamicFusion:
+        return DynamicFusion(detector, gates, GateSettings(mode="loss", gamma=1e6, **settings), cost_table=table,
+                             profile=profile)
+
+    def choice(inputs=batch.inputs, **settings) -> str:
+        return runner(**settings).run_frame(inputs).configuration
+
+    names = gates.configuration_names
+    assert choice(lam_per_j=0.0, price_sensors=True) == choice(lam_per_j=0.0)
+    assert choice(lam_per_j=1e3, price_sensors=True) == "rgb"  # 2.5 W: the cheapest sensor of any configuration
+    compute_j = runner(lam_per_j=1e3).configuration_energy_j
+    assert compute_j[names.index(choice(lam_per_j=1e3))] == compute_j.min()  # (lidar and radar tie)
+    without_rgb = collator([sample.without("rgb", "standby")]).inputs
+    assert choice(without_rgb, lam_per_j=1e3, price_sensors=True) == "radar"  # 6.6 W, below the LiDAR's 8 W
+
+    # Raising λ never picks a configuration that costs more (compute + sensors).
+    priced = runner(price_sensors=True)
+    available = detector.available_experts({s: batch.inputs.sensor_present(s) for s in DETECTION_SENSORS})
+    energy = priced.configuration_energy(available)[0]
+    sensor_j = energy - priced.configuration_energy_j
+    assert sensor_j[names.index("static")].item() == pytest.approx(1.96)  # rgb + depth + lidar + radar, 0.1 s
+    assert sensor_j[names.index("lidar_radar")].item() == pytest.approx(1.46)
+    costs = [energy[names.index(choice(lam_per_j=lam, price_sensors=True))].item() for lam in (0.0, 0.1, 1.0, 10.0, 1e3)]
+    assert costs == sorted(costs, reverse=True)
+
+
 @pytest.mark.parametrize("mode", ["static", "late", "knowledge", "attention", "loss", "oracle"])
 def test_every_gate_mode_runs_only_what_it_chose(trained, mode):
     detector, gates, source, _ = trained
@@ -254,7 +326,7 @@ def test_train_gates_and_compare_commands(tiny_shards, tmp_path):
                          "--json", str(js), "--max-frames", "5", "--gate", "attention", "--k", "1",
                          "--exit-policy", "deadline", "--deadline-ms", f"{deadline_ms:g}", "--no-cost"]) == 0
         one = json.loads(js.read_text())
-        assert one["settings"] == {"mode": "attention", "k": 1, "gamma": 0.5, "lam_per_j": 0.0}
+        assert one["settings"] == {"mode": "attention", "k": 1, "gamma": 0.5, "lam_per_j": 0.0, "price_sensors": False}
         assert one["exit_histogram"][expect_exit] == 5
         assert one["missed_deadlines"] == (5 if expect_exit == 0 else 0)
         assert sum(one["usage"]["all"].values()) == pytest.approx(1.0)

@@ -97,6 +97,39 @@ def test_no_context_wake_when_disabled_in_config():
     assert manager.update(5.1, {"rgb", "radar"}, "fog") == []
 
 
+def test_context_change_waits_until_the_new_condition_holds():
+    manager = SensorPowerManager(dataclasses.replace(CONFIG, context_change_min_s=0.5))
+    run(manager, 5.0)                                   # lidar and depth in standby since 2.0
+    # A one- or two-frame flicker of the estimate wakes nothing ...
+    for t, condition in ((5.1, "night"), (5.2, "clear"), (5.3, "glare"), (5.4, "glare"), (5.5, "clear")):
+        assert manager.update(t, {"rgb", "radar"}, condition) == []
+    # ... another estimate in between restarts the wait ...
+    for t, condition in ((5.6, "fog"), (5.7, "fog"), (5.8, "snow"), (5.9, "fog"), (6.0, "fog"), (6.1, "fog"),
+                         (6.2, "fog"), (6.3, "fog")):
+        assert manager.update(t, {"rgb", "radar"}, condition) == []
+    # ... and a condition estimated on every frame for 0.5 s wakes every standby sensor.
+    commands = manager.update(6.4, {"rgb", "radar"}, "fog")
+    assert {(c.sensor, c.state, c.reason) for c in commands} == {("depth", "on", "context_change:fog"),
+                                                               ("lidar", "on", "context_change:fog")}
+    assert manager.update(6.5, {"rgb", "radar"}, "fog") == []  # fog is now the remembered condition
+    # A newly lost sensor still wakes at once.
+    run(manager, 1.0, condition="fog", start_s=6.6)      # lidar and depth back in standby after the check
+    assert manager.state("lidar") == "standby"
+    commands = manager.update(7.7, {"radar"}, "fog", lost={"rgb"})
+    assert {c.reason for c in commands} == {"sensor_lost:rgb"}
+
+
+def test_context_change_wakes_on_its_first_frame_by_default():
+    assert CONFIG.context_change_min_s == 0.0  # the default: no wait
+    manager = SensorPowerManager(CONFIG)
+    run(manager, 5.0)
+    manager.update(5.1, {"rgb", "radar"}, "night")        # a single frame of night ...
+    run(manager, 2.0, condition="clear", start_s=5.2)
+    # ... wakes at once (clear at 5.2 is a change too, but nothing stands by then)
+    assert [(t, c.sensor, c.reason) for t, c in manager.history if c.state == "on"] == [
+        (5.1, "depth", "context_change:night"), (5.1, "lidar", "context_change:night")]
+
+
 def test_always_on_sensors_never_stand_by():
     manager = SensorPowerManager(dataclasses.replace(CONFIG, always_on=("imu", "lidar")))
     run(manager, 60.0)
@@ -179,6 +212,7 @@ def test_unknown_sensors_raise():
     ({"recheck_duration_s": 0.1, "warmup_s": 0.2}, "recheck_duration_s"),
     ({"recheck_period_s": 1.0, "recheck_duration_s": 1.0}, "recheck_period_s"),
     ({"always_on": ("imu", "sonar")}, "always_on"),
+    ({"context_change_min_s": -0.1}, "context_change_min_s"),
 ])
 def test_bad_config_raises(changes, key):
     with pytest.raises(ConfigError, match=key):
