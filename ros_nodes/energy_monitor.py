@@ -85,8 +85,10 @@ class EnergyMonitor(Node):
             if status.name == FRAME_STATUS:
                 try:
                     record = frame_record(status)
-                except ValueError:
+                except ValueError as exc:
                     self.recorder.bad_messages += 1
+                    self.get_logger().error(f"/diagnostics: frame status not recorded ({exc}); further ones are "
+                                            f"only counted", once=True)
                     continue
                 self.recorder.add_frame(record)
                 self._since_report += 1

@@ -59,19 +59,24 @@ def _values(status) -> dict[str, str]:
 
 
 def frame_record(status) -> FrameRecord:
-    """A ``dyn_fusion: frame`` DiagnosticStatus -> FrameRecord (ValueError when a key is missing)."""
+    """A ``dyn_fusion: frame`` DiagnosticStatus -> FrameRecord (ValueError naming the problem when
+    a key is missing or a value is invalid)."""
     v = _values(status)
     try:
         compute = {k.removeprefix("energy_j:"): float(x) for k, x in v.items() if k.startswith("energy_j:")}
         sensors = {k.removeprefix("sensor_energy_j:"): float(x) for k, x in v.items()
                    if k.startswith("sensor_energy_j:")}
+        stamp_ms, received_ms = float(v["stamp_to_publish_ms"]), float(v.get("receive_to_publish_ms", "nan"))
+        # header stamps ahead of the receiver's clock (a simulator faster than real time, clock
+        # skew between sensor and computer) make stamp -> publish negative: the ledger then keeps
+        # receive -> publish, which is always measured on one clock
+        ledger_ms = stamp_ms if stamp_ms >= 0 or not received_ms >= 0 else received_ms
         return FrameRecord(
             stamp_ns=int(v["stamp_ns"]), pivot=v["pivot"], gate_mode=v["gate_mode"], configuration=v["configuration"],
             active_experts=[e for e in v["active_experts"].split(",") if e], exit_index=int(v["exit_index"]),
             condition_estimate=v["condition_estimate"], inference_ms=float(v["inference_ms"]),
-            stamp_to_publish_ms=float(v["stamp_to_publish_ms"]),
-            receive_to_publish_ms=float(v.get("receive_to_publish_ms", "nan")),
-            energy=FrameEnergy(compute, sensors, float(v["stamp_to_publish_ms"])))
+            stamp_to_publish_ms=stamp_ms, receive_to_publish_ms=received_ms,
+            energy=FrameEnergy(compute, sensors, ledger_ms))
     except KeyError as missing:
         raise ValueError(f"frame status without {missing}") from None
 

@@ -1,4 +1,4 @@
-"""The source's published counts and the transport loss the run record derives from them."""
+"""The run record: the source's published counts, the transport loss derived from them, frame statuses."""
 from __future__ import annotations
 
 import json
@@ -28,3 +28,20 @@ def test_counts_round_trip_and_losses_are_published_minus_received():
 def test_malformed_counts_are_refused_with_the_reason(text, fragment):
     with pytest.raises(ValueError, match=fragment):
         decode_source_counts(text)
+
+
+def test_a_frame_stamped_ahead_of_the_receiver_clock_is_recorded_with_its_receive_latency():
+    # a simulator faster than real time (or clock skew) makes stamp -> publish negative; the frame
+    # must still be recorded (it was silently dropped as undecodable before)
+    from ros_nodes import ros_io
+    from ros_nodes.run_record import frame_record
+
+    t = ros_io.types()
+    kv = t["diagnostic_msgs/msg/KeyValue"]
+    values = {"stamp_ns": "5", "pivot": "lidar", "gate_mode": "loss", "configuration": "all", "active_experts": "all",
+              "exit_index": "2", "condition_estimate": "clear", "inference_ms": "60.0",
+              "stamp_to_publish_ms": "-20.5", "receive_to_publish_ms": "70.0", "energy_j:stem:lidar": "0.01"}
+    status = t["diagnostic_msgs/msg/DiagnosticStatus"](level=0, name="dyn_fusion: frame", message="", hardware_id="",
+                                                       values=[kv(key=k, value=v) for k, v in values.items()])
+    record = frame_record(status)
+    assert record.stamp_to_publish_ms == -20.5 and record.energy.latency_ms == 70.0
