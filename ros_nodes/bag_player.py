@@ -204,15 +204,12 @@ class BagPlayer:
 
     def _wait_for_subscribers(self, timeout_s: float) -> None:
         """Until every awaited publisher has matched a subscriber, at most ``timeout_s``."""
-        end = time.monotonic() + timeout_s
         awaited = set(self.config.wait_for_topics)
         pubs = ([p for topic, p in self._publishers.items() if topic in awaited] if awaited
-                else [*self._publishers.values(), self._clock_pub])
-        while (waiting := [p.topic_name for p in pubs if p is not None and p.get_subscription_count() == 0]):
-            if time.monotonic() >= end or not self._sleep(min(_POLL_S, timeout_s)):
-                if timeout_s > 0.0 and not self.stop.is_set():
-                    self.log.warning(f"starting after {timeout_s:g} s without subscribers on {', '.join(waiting)}")
-                return
+                else [p for p in (*self._publishers.values(), self._clock_pub) if p is not None])
+        waiting = ros_io.wait_for_subscribers(pubs, timeout_s, self.stop, _POLL_S)
+        if waiting and timeout_s > 0.0 and not self.stop.is_set():
+            self.log.warning(f"starting after {timeout_s:g} s without subscribers on {', '.join(waiting)}")
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep in short slices; False when stopped meanwhile."""

@@ -333,8 +333,6 @@ class FusionNode(Node):
 
     def _diagnostics(self, o: FrameOutcome, e2e_ms: float, received_ms: float):
         t = ros_io.types()
-        kv = t["diagnostic_msgs/msg/KeyValue"]
-        status = t["diagnostic_msgs/msg/DiagnosticStatus"]
         r, s = o.result, self.fusion.settings
         frame_values = [
             ("stamp_ns", str(o.stamp_ns)), ("pivot", o.pivot), ("gate_mode", s.mode), ("k", str(s.k)),
@@ -365,13 +363,10 @@ class FusionNode(Node):
         header = ros_io.header(o.stamp_ns, "")
         summary = f"{s.mode}: {','.join(r.active_experts) or 'none'}; exit {r.exit_index}; " \
                   f"{o.energy.compute_total_j * 1e3:.1f} mJ compute"
+        absent = [(f"absent:{k}", v) for k, v in sorted(o.sample.absence.items())]
         return t["diagnostic_msgs/msg/DiagnosticArray"](header=header, status=[
-            status(level=0, name=FRAME_STATUS, message=summary, hardware_id="fusion_node",
-                   values=[kv(key=k, value=v) for k, v in frame_values]),
-            status(level=level, name=HEALTH_STATUS, message="; ".join(problems) or "ok",
-                   hardware_id="fusion_node",
-                   values=[kv(key=k, value=v) for k, v in [("pivot", o.pivot), *drops,
-                                                          *((f"absent:{k}", v) for k, v in sorted(o.sample.absence.items()))]]),
+            _status(0, FRAME_STATUS, summary, frame_values),
+            _status(level, HEALTH_STATUS, "; ".join(problems) or "ok", [("pivot", o.pivot), *drops, *absent]),
         ])
 
 
@@ -385,14 +380,18 @@ class FusionNode(Node):
     def _publish_final_counters(self) -> None:
         """One last health status after the last frame: messages that arrived after it (the IMU
         readings past the last scan) are counted too, so received matches what was sent."""
-        t = ros_io.types()
-        kv = t["diagnostic_msgs/msg/KeyValue"]
-        final = t["diagnostic_msgs/msg/DiagnosticStatus"](
-            level=0, name=HEALTH_STATUS, message=f"stopped after {self.frames_published} frames",
-            hardware_id="fusion_node", values=[kv(key=k, value=v) for k, v in self._counter_values()])
-        array = t["diagnostic_msgs/msg/DiagnosticArray"](header=ros_io.header(time.time_ns(), ""), status=[final])
+        final = _status(0, HEALTH_STATUS, f"stopped after {self.frames_published} frames", self._counter_values())
+        array = ros_io.types()["diagnostic_msgs/msg/DiagnosticArray"](header=ros_io.header(time.time_ns(), ""), status=[final])
         self.diagnostics_pub.publish(ros_io.serialize(array, "diagnostic_msgs/msg/DiagnosticArray"))
         self.diagnostics_pub.wait_for_all_acked(Duration(seconds=2))
+
+
+def _status(level: int, name: str, message: str, values: list[tuple[str, str]]):
+    """A rosbags DiagnosticStatus of fusion_node with ``values`` as key-value pairs."""
+    t = ros_io.types()
+    kv = t["diagnostic_msgs/msg/KeyValue"]
+    return t["diagnostic_msgs/msg/DiagnosticStatus"](level=level, name=name, message=message, hardware_id="fusion_node",
+                                                     values=[kv(key=k, value=v) for k, v in values])
 
 
 def main(args=None) -> int:

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
+import time
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -107,6 +110,18 @@ def header(stamp_ns: int, frame_id: str):
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
                                     frame_id=frame_id)
+
+
+def wait_for_subscribers(publishers: Iterable, timeout_s: float, stop: threading.Event,
+                         poll_s: float = 0.05) -> list[str]:
+    """Wait until every publisher has matched a subscriber, at most ``timeout_s`` and only while
+    ``stop`` is clear; the topics still without one (empty when all matched)."""
+    publishers = list(publishers)
+    end = time.monotonic() + timeout_s
+    while (waiting := [p.topic_name for p in publishers if p.get_subscription_count() == 0]):
+        if time.monotonic() >= end or stop.wait(min(poll_s, timeout_s)):
+            return waiting
+    return []
 
 
 def isolated_domain_env(domain_id: int) -> dict[str, str]:

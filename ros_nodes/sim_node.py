@@ -279,14 +279,10 @@ class SimNode(Node):
     def _wait_for_subscribers(self, timeout_s: float) -> None:
         """Until every awaited topic has matched a subscriber, at most ``timeout_s`` (discovery on
         a busy machine can take longer than ``start_delay_s``; messages before it are lost)."""
-        end = time.monotonic() + timeout_s
         pubs = [pub for topic, pub in self._data_pubs.items() if topic in _AWAITED_TOPICS]
-        while (waiting := [p.topic_name for p in pubs if p.get_subscription_count() == 0]):
-            if time.monotonic() >= end or self._stop.wait(0.05):
-                if timeout_s > 0.0 and not self._stop.is_set():
-                    self.get_logger().warning(f"starting after {timeout_s:g} s without subscribers on "
-                                              f"{', '.join(waiting)}")
-                return
+        waiting = ros_io.wait_for_subscribers(pubs, timeout_s, self._stop)
+        if waiting and timeout_s > 0.0 and not self._stop.is_set():
+            self.get_logger().warning(f"starting after {timeout_s:g} s without subscribers on {', '.join(waiting)}")
 
     def _wait_for_acknowledgements(self, timeout_s: float) -> None:
         """Give reliable subscribers up to ``timeout_s`` to acknowledge the last messages (the
