@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
+
+from fusion_core.model.max_filter import max_filter2d
 
 if TYPE_CHECKING:  # the head imports this package; a run-time import of the model would be a cycle
     from fusion_core.model.head import ExitOutput
@@ -65,7 +66,7 @@ def peak_certainty(prob: torch.Tensor, peak_floor: float) -> torch.Tensor:
 
 def _peaks(prob: torch.Tensor, peak_floor: float) -> torch.Tensor:
     """(B, C, H, W) bool: 3x3 local maxima above the floor."""
-    return (F.max_pool2d(prob, 3, 1, 1) == prob) & (prob > peak_floor)
+    return (max_filter2d(prob, 1) == prob) & (prob > peak_floor)
 
 
 def _probabilities(output: ExitOutput) -> torch.Tensor:
@@ -97,8 +98,8 @@ def frame_confidence(current: ExitOutput, previous: ExitOutput | None = None,
     if prev.shape != prob.shape:
         raise ValueError(f"previous heatmap shape {tuple(prev.shape)} != current {tuple(prob.shape)}")
     r = config.match_radius_cells
-    near_now = F.max_pool2d(prob, 2 * r + 1, 1, r)
-    near_before = F.max_pool2d(prev, 2 * r + 1, 1, r)
+    near_now = max_filter2d(prob, r)
+    near_before = max_filter2d(prev, r)
     either = peaks | _peaks(prev, config.peak_floor)
     gap = torch.where(either, (near_now - near_before).abs(), torch.zeros_like(prob))
     disagreement = _reduce(gap, torch.amax, empty=0.0)

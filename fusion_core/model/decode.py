@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fusion_core.boxes import BOX_DIM, CLASS_ID, SCORE, VX, VY, YAW, H, L, W, X, Y, Z
 from fusion_core.model.config import BevGridConfig
 from fusion_core.model.head import ExitOutput
+from fusion_core.model.max_filter import max_filter2d
 
 
 def peak_scores(heatmap_logits: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) probabilities, zero except at 3x3 local maxima (the heatmap's own NMS)."""
     prob = torch.sigmoid(heatmap_logits)
-    return prob * (F.max_pool2d(prob, 3, 1, 1) == prob)
+    return prob * (max_filter2d(prob, 1) == prob)
 
 
 def decode_exit(output: ExitOutput, grid: BevGridConfig, max_detections: int, score_threshold: float,
@@ -24,10 +24,10 @@ def decode_exit(output: ExitOutput, grid: BevGridConfig, max_detections: int, sc
         peaks = peak_scores(output.heatmap_logits)
         b, c, hh, ww = peaks.shape
         k = min(max_detections, c * hh * ww)
-        scores, flat = peaks.view(b, -1).topk(k, dim=1)
+        scores, flat = peaks.reshape(b, -1).topk(k, dim=1)
         cls = flat // (hh * ww)
         cell = flat % (hh * ww)
-        reg = output.regression.view(b, output.regression.shape[1], -1)
+        reg = output.regression.reshape(b, output.regression.shape[1], -1)
         reg = torch.gather(reg, 2, cell[:, None, :].expand(-1, reg.shape[1], -1)).permute(0, 2, 1)  # (B, k, R)
         row = (cell // ww).float()
         col = (cell % ww).float()

@@ -74,6 +74,14 @@ class FusionDetector(nn.Module):
         self.head = MultiExitHead(config.expert_channels, config.head_channels, config.exit_blocks, len(config.classes))
         self.calls: Counter[str] = Counter()
 
+    inference_only = False  # fusion_core.model.inference_form sets it: BatchNorm folded away
+
+    def train(self, mode: bool = True) -> FusionDetector:
+        if mode and self.inference_only:
+            raise RuntimeError("this detector is an inference form (BatchNorm folded into the convolutions); "
+                               "train the checkpoint's detector instead")
+        return super().train(mode)
+
     @property
     def expert_names(self) -> tuple[str, ...]:
         return self.config.expert_names

@@ -65,7 +65,8 @@ class PointStem(nn.Module):
         pooled = pooled.scatter_reduce(0, cell[:, None].expand(-1, c), feats, reduce="amax", include_self=True)
         count = torch.zeros(batch_size * h * w, dtype=feats.dtype).index_add_(0, cell, torch.ones_like(cell, dtype=feats.dtype))
         bev = torch.cat([pooled, torch.log1p(count)[:, None]], 1).view(batch_size, h, w, c + 1).permute(0, 3, 1, 2)
-        return self.refine(self.down(bev.contiguous()))
+        # (B, H, W, C) permuted is channels-last already: no copy, and oneDNN's preferred layout
+        return self.refine(self.down(bev.contiguous(memory_format=torch.channels_last)))
 
 
 class RgbStem(nn.Module):

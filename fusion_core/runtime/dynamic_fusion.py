@@ -4,7 +4,8 @@ exit by exit, until the exit policy stops -> boxes, with the components that act
 Frames run one at a time (batch 1), as on the robot: skipping is then real for every frame
 (stems, experts and exits that were not chosen are not computed: ``FusionDetector.calls``
 counts them), and the measured latency is the frame's own. Gate settings and the exit policy
-are plain attributes, changed between frames without retraining.
+are plain attributes, changed between frames without retraining. ``DynamicFusion.detector`` is
+the detector's inference form (BatchNorm folded, channels-last), not the object passed in.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import EncodedFrames, FusionDetector
 from fusion_core.model.head import ExitOutput
+from fusion_core.model.inference_form import inference_form
 from fusion_core.model.inputs import ModelInputs
 from fusion_core.model.targets import DetectionTargets
 from fusion_core.runtime.cost_table import CostTable
@@ -69,7 +71,9 @@ class DynamicFusion:
         settings = settings or GateSettings()
         if not frame_period_s > 0:
             raise ValueError(f"frame_period_s must be > 0, got {frame_period_s!r}")
-        self.detector = detector.eval()
+        # the folded, channels-last copy: same outputs, fewer passes (fusion_core.model.inference_form);
+        # the caller's detector stays trainable
+        self.detector = inference_form(detector)
         self.gates = gates.eval() if gates is not None else None
         self.settings = settings
         self.exit_policy = exit_policy or LastExit()
