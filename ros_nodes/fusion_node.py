@@ -52,7 +52,7 @@ from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManag
 from fusion_core.training.checkpoint import load_detector
 from fusion_core.training.data import BatchCollator
 from ros_nodes import ros_io
-from ros_nodes.detection_markers import boxes_to_markers
+from ros_nodes.detection_markers import boxes_to_markers_cdr
 from ros_nodes.fusion_pipeline import (
     FrameOutcome,
     FusionPipeline,
@@ -318,8 +318,8 @@ class FusionNode(Node):
 
     # ------------------------------------------------------------------ messages out
     def _publish(self, outcome: FrameOutcome) -> None:
-        markers = boxes_to_markers(outcome.result.boxes, outcome.stamp_ns, self.mapping.base_frame_id)
-        self.detections_pub.publish(ros_io.serialize(markers, "visualization_msgs/msg/MarkerArray"))
+        self.detections_pub.publish(boxes_to_markers_cdr(outcome.result.boxes, outcome.stamp_ns,
+                                                         self.mapping.base_frame_id))
         now_ns = time.time_ns()
         stamp_ms = (now_ns - outcome.stamp_ns) / 1e6  # meaningful when stamps are wall time (live)
         received_ms = (now_ns - outcome.last_received_ns) / 1e6
