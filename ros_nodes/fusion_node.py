@@ -57,6 +57,7 @@ from ros_nodes.fusion_pipeline import (
     FrameOutcome,
     FusionPipeline,
     ReadyFrame,
+    subscribed_topics,
 )
 from ros_nodes.node_main import run_node
 from ros_nodes.node_params import declare_section, read_section
@@ -165,6 +166,10 @@ class FusionNode(Node):
             self.get_logger().warning("fusion.price_sensors without power.enabled: the gate avoids sensors that "
                                       "stay on anyway, which costs mAP and saves nothing")
         self._reference_frame = frame
+        # before "ready": the first live frames must not pay for kernel and codec set-up
+        self.fusion.warm_up(frame)
+        ros_io.prepare_codecs({msgtype for _topic, msgtype in subscribed_topics(self.mapping).values()}
+                              | {"diagnostic_msgs/msg/DiagnosticArray", "std_msgs/msg/String"})
         calibration = self._calibration(cfg)
         power = SensorPowerManager(power_config) if power_config.enabled else None
         self.pipeline = FusionPipeline(self.fusion, self.mapping, StampSynchroniser(sync_config), calibration,

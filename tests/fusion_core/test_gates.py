@@ -335,3 +335,25 @@ def test_train_gates_and_compare_commands(tiny_shards, tmp_path):
                      str(tmp_path / "x.json"), "--gate", "loss"]) == 2
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(tiny_shards), "--json",
                      str(tmp_path / "x.json"), "--exit-policy", "deadline"]) == 2
+
+
+def test_warm_up_runs_every_layer_and_leaves_no_trace(trained):
+    detector, gates, source, _ = trained
+    batch = BatchCollator(detector.config)([source[7]])
+    table = measure_cost_table(detector, gates, batch.inputs)
+    settings = GateSettings(mode="loss", lam_per_j=2.0)
+    fusion = DynamicFusion(detector, gates, settings, cost_table=table, profile=load_device_profile("jetson_orin"))
+    before = fusion.run_frame(batch.inputs)
+    calls = dict(fusion.detector.calls)
+    ran = set()
+    hooks = [m.register_forward_hook(lambda mod, _in, _out, name=name: ran.add(name))
+             for name, m in [*((f"expert:{e.config.name}", e) for e in fusion.detector.experts),
+                             *((f"exit:{k}", x) for k, x in enumerate(fusion.detector.head.exits))]]
+    fusion.warm_up(batch.inputs)
+    for hook in hooks:
+        hook.remove()
+    assert ran == {f"expert:{e}" for e in detector.expert_names} | {f"exit:{k}" for k in range(detector.config.n_exits)}
+    assert fusion.settings is settings and dict(fusion.detector.calls) == calls
+    after = fusion.run_frame(batch.inputs)  # no state carried from the warm-up runs
+    assert after.configuration == before.configuration and after.active_experts == before.active_experts
+    assert (after.boxes == before.boxes).all()
