@@ -11,12 +11,13 @@ PACKAGE_NAME = "dyn_fusion"
 
 
 def config_data_files():
-    """(install_dir, [files]) for every folder under configs/, preserving the tree."""
+    """(install_dir, [files]) for every folder under configs/, preserving the tree: every file,
+    not only YAML (configs/dds/fastdds.xml is the nodes' DDS transport profile)."""
     entries = []
     for folder, _dirs, files in sorted(os.walk("configs")):
-        yaml_files = sorted(os.path.join(folder, f) for f in files if f.endswith((".yaml", ".yml")))
-        if yaml_files:
-            entries.append((os.path.join("share", PACKAGE_NAME, folder), yaml_files))
+        shipped = sorted(os.path.join(folder, f) for f in files if not f.startswith("."))
+        if shipped:
+            entries.append((os.path.join("share", PACKAGE_NAME, folder), shipped))
     return entries
 
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import ast
+import os
 import py_compile
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,10 +66,19 @@ def test_colcon_build_installs_scripts_launch_and_configs(tmp_path):
     share = install / "share" / "dyn_fusion"
     assert (share / "package.xml").is_file()
     assert (share / "launch" / "vehicle.launch.py").is_file()
-    shipped = sorted(p.name for p in (ROOT / "configs" / "scenarios").glob("*.yaml"))
-    assert sorted(p.name for p in (share / "configs" / "scenarios").glob("*.yaml")) == shipped
+    # every config, the Fast DDS profile included, byte for byte
+    shipped = {p.relative_to(ROOT / "configs") for p in (ROOT / "configs").rglob("*") if p.is_file()}
+    installed = {p.relative_to(share / "configs") for p in (share / "configs").rglob("*") if p.is_file()}
+    assert installed == shipped and Path("dds/fastdds.xml") in installed
+    assert all((share / "configs" / f).read_bytes() == (ROOT / "configs" / f).read_bytes() for f in shipped)
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "dyn_fusion").is_file()
     # Only our packages were installed as Python modules: no tests/ or launch/ leaking in.
     site = next(install.glob("lib/python3*/site-packages"))
     modules = {p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith(("-info", "__pycache__"))}
     assert modules == {"dyn_fusion", "fusion_core", "ros_nodes", "sim"}
+    # the installed nodes find the installed parameter file and DDS profile, not the source tree's
+    probe = subprocess.run([sys.executable, "-c", "from ros_nodes.node_plan import dds_profile_file, params_file; "
+                            "print(params_file()); print(dds_profile_file())"],
+                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True,
+                           check=True)
+    assert probe.stdout.split() == [str(share / "configs" / "vehicle.yaml"), str(share / "configs" / "dds" / "fastdds.xml")]
