@@ -85,11 +85,6 @@ def write_node_usage(procs: list[_Proc], path: Path) -> None:
         "exit_code": p.popen.returncode} for p in procs}, indent=2) + "\n")
 
 
-def _niceness_setter(niceness: int):
-    """A Popen ``preexec_fn`` raising the child's niceness by ``niceness`` (None for 0)."""
-    return (lambda: os.nice(niceness)) if niceness else None
-
-
 def _tail(path: Path, n: int = 15) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -118,8 +113,7 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
             log_path = logs / f"{spec.name}.log"
             cmd = node_command(spec, params, run.overrides.get(spec.name))
             with open(log_path, "w") as log:
-                popen = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=_niceness_setter(spec.niceness))
+                popen = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
             procs.append(_Proc(spec, popen, log_path))
             if spec.waits_for_ready:
                 _wait_ready(procs[-1], run.ready_timeout_s, echo)

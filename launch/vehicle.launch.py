@@ -39,5 +39,5 @@ def generate_launch_description():
                      if node == spec.name}
         actions.append(Node(package="dyn_fusion", executable=spec.executable, name=spec.name,
                             parameters=[params, overrides], additional_env=dds_env,
-                            prefix=f"nice -n {spec.niceness}" if spec.niceness else None, output="screen"))
+                            output="screen"))
     return LaunchDescription(actions)

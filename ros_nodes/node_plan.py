@@ -25,13 +25,9 @@ class NodeSpec:
     executable: str    # console script installed by setup.py (what launch_ros starts)
     waits_for_ready: bool = False  # later nodes start only after this one says it is ready
     ends_the_run: bool = False     # the stack stops when this node exits (the sensor source)
-    niceness: int = 0              # OS scheduling niceness (higher: yields the CPU to the others)
 
 
-# The simulator stands in for sensor hardware, whose work would not run on the vehicle's
-# computer: on two shared cores it yields to the perception nodes. It cannot hide being late by
-# this: header stamps are its schedule, so a frame published late shows as stamp -> publish latency.
-SIM_NODE = NodeSpec("sim_node", "ros_nodes.sim_node", "dyn-fusion-sim-node", ends_the_run=True, niceness=5)
+SIM_NODE = NodeSpec("sim_node", "ros_nodes.sim_node", "dyn-fusion-sim-node", ends_the_run=True)
 BAG_PLAYER = NodeSpec("bag_player", "ros_nodes.bag_player", "dyn-fusion-bag-player", ends_the_run=True)
 FUSION_NODE = NodeSpec("fusion_node", "ros_nodes.fusion_node", "dyn-fusion-fusion-node", waits_for_ready=True)
 ENERGY_MONITOR = NodeSpec("energy_monitor", "ros_nodes.energy_monitor", "dyn-fusion-energy-monitor")

@@ -10,14 +10,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import runpy
-import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from dyn_fusion.stack_runner import _niceness_setter
 from ros_nodes.node_plan import (
     DDS_PROFILE_VARIABLE,
     dds_environment,
@@ -74,17 +72,6 @@ def test_launch_file_starts_the_plan_nodes_with_the_shared_parameter_file(monkey
     for spec in plan:
         cmd = node_command(spec, params_file("vehicle"))
         assert cmd[cmd.index("-m") + 1] == spec.module and str(params_file("vehicle")) in cmd
-    # and the same scheduling: the simulator yields the CPU to the perception nodes
-    assert [n["prefix"] for n in nodes] == [f"nice -n {s.niceness}" if s.niceness else None for s in plan]
-    assert {s.name: s.niceness for s in plan} == {"energy_monitor": 0, "fusion_node": 0, "sim_node": 5}
-
-
-def test_up_starts_a_node_with_its_plan_niceness():
-    probe = [sys.executable, "-c", "import os; print(os.nice(0))"]
-    base = int(subprocess.run(probe, capture_output=True, text=True, check=True).stdout)
-    niced = subprocess.run(probe, capture_output=True, text=True, check=True, preexec_fn=_niceness_setter(5))
-    assert int(niced.stdout) == min(base + 5, 19)
-    assert _niceness_setter(0) is None
 
 
 def test_every_plan_executable_is_a_console_script_of_the_module():
