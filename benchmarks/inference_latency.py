@@ -1,6 +1,7 @@
 """Static all-expert inference latency of the fusion detector: batch 1, 2 threads, median per
 frame over many different frames after warm-up; per exit, with and without input preparation
-(``collate``: depth back-projection, point filtering, image normalisation). Also FLOPs.
+(``collate``: depth back-projection, point filtering, image normalisation); the trained form
+against the inference form DynamicFusion runs (``fusion_core.model.inference_form``). Also FLOPs.
 
     .venv/bin/python benchmarks/inference_latency.py [--checkpoint models/default.pt] [--frames 60]
 
@@ -29,6 +30,7 @@ from fusion_core.data.sample import SENSORS
 from fusion_core.evaluation.cost import measure_cost
 from fusion_core.model.config import load_model_config
 from fusion_core.model.detector import FusionDetector
+from fusion_core.model.inference_form import inference_form
 from fusion_core.model.inputs import collate
 from fusion_core.training.checkpoint import load_detector
 
@@ -78,6 +80,19 @@ def main() -> int:
                 t0 = time.perf_counter()
                 model(inputs, last_exit=k)
                 per_exit_forward[k].append(1e3 * (time.perf_counter() - t0))
+    # the form DynamicFusion (fusion_node, evaluate, compare) runs: BatchNorm folded, channels-last;
+    # interleaved with the trained form frame by frame, so both see the same machine state
+    fast = inference_form(model)
+    trained_ms, folded_ms = [], []
+    with torch.no_grad():
+        for _ in range(warmup):
+            fast(collate(samples[:1], grid))
+        for sample in samples:
+            inputs = collate([sample], grid)
+            for net, times in ((model, trained_ms), (fast, folded_ms)):
+                t0 = time.perf_counter()
+                net(inputs)
+                times.append(1e3 * (time.perf_counter() - t0))
     cost = measure_cost(model, collate(samples[:1], grid), threads=args.threads)
     result = {
         "model": source,
@@ -87,6 +102,8 @@ def main() -> int:
         "forward_ms_median_per_exit": [round(statistics.median(v), 2) for v in per_exit_forward],
         "forward_ms_p90_last_exit": round(sorted(per_exit_forward[-1])[int(0.9 * len(samples))], 2),
         "collate_plus_forward_ms_median": round(statistics.median(end_to_end), 2),
+        "inference_form_last_exit_ms_median": {"trained": round(statistics.median(trained_ms), 2),
+                                               "inference_form": round(statistics.median(folded_ms), 2)},
         "gflops_per_frame": round(cost.flops_total / 1e9, 3),
         "gflops_per_expert": {k: round(v / 1e9, 3) for k, v in cost.flops_per_expert.items()},
         "gflops_per_stem": {k: round(v / 1e9, 3) for k, v in cost.flops_per_stem.items()},
