@@ -77,8 +77,8 @@ def test_colcon_build_installs_scripts_launch_and_configs(tmp_path):
     modules = {p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith(("-info", "__pycache__"))}
     assert modules == {"dyn_fusion", "fusion_core", "ros_nodes", "sim"}
     # the installed nodes find the installed parameter file and DDS profile, not the source tree's
-    probe = subprocess.run([sys.executable, "-c", "from ros_nodes.node_plan import dds_profile_file, params_file; "
-                            "print(params_file()); print(dds_profile_file())"],
+    code = "from ros_nodes.node_plan import dds_profile_file, params_file; print(params_file()); print(dds_profile_file())"
+    probe = subprocess.run([sys.executable, "-c", code],
                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True,
                            check=True)
     assert probe.stdout.split() == [str(share / "configs" / "vehicle.yaml"), str(share / "configs" / "dds" / "fastdds.xml")]

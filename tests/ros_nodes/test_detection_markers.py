@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusion_core.boxes import BOX_DIM, CLASS_ID, CLASS_NAMES, SCORE, YAW, H, L, W, X, Y, Z
+from fusion_core.boxes import (
+    BOX_DIM,
+    CLASS_ID,
+    CLASS_NAMES,
+    SCORE,
+    YAW,
+    H,
+    L,
+    W,
+    X,
+    Y,
+    Z,
+)
 from ros_nodes import ros_io
 from ros_nodes.detection_markers import (
     BOXES_NS,
