@@ -45,12 +45,12 @@ from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
 from fusion_core.energy.profile import load_device_profile
 from fusion_core.gates.modules import load_gates
 from fusion_core.gates.settings import GateSettings
+from fusion_core.model.inputs import collate
 from fusion_core.runtime.cost_table import measure_cost_table
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
 from fusion_core.runtime.exit_setup import EXIT_POLICIES, build_exit_policy
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
 from fusion_core.training.checkpoint import load_detector
-from fusion_core.training.data import BatchCollator
 from ros_nodes import ros_io
 from ros_nodes.detection_markers import boxes_to_markers_cdr
 from ros_nodes.fusion_pipeline import (
@@ -122,7 +122,7 @@ def reference_frame(detector_config):
         simulate_to_path(load_scenario(resolve_scenario("default")), 3, out, "shards", progress=False)
         source = ShardSource(out)
         full = next(s for s in source if all(s.present(x) for x in ("rgb", "depth", "lidar", "radar")))
-        return BatchCollator(detector_config)([full]).inputs
+        return collate([full], detector_config.grid)
 
 
 def sync_config_for(mapping: TopicMapping, configured: StampSyncConfig, log=None) -> StampSyncConfig:

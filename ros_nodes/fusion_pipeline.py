@@ -35,9 +35,9 @@ from fusion_core.data.topic_mapping import TopicMapping
 from fusion_core.energy.ledger import FrameEnergy, frame_energy
 from fusion_core.energy.profile import DeviceProfile
 from fusion_core.model.config import DETECTION_SENSORS
+from fusion_core.model.inputs import collate
 from fusion_core.runtime.dynamic_fusion import DynamicFusion, FrameResult
 from fusion_core.runtime.power_gating import PowerCommand, SensorPowerManager
-from fusion_core.training.data import BatchCollator
 from ros_nodes import ros_io
 from ros_nodes.stamp_sync import StampSynchroniser, SyncedFrame
 from sim.sensors.camera import PinholeIntrinsics
@@ -117,7 +117,6 @@ class FusionPipeline:
         self.fusion, self.mapping, self.sync = fusion, mapping, synchroniser
         self.calibration, self.profile, self.power = calibration, profile, power
         self.frame_period_s, self.max_cloud_points = frame_period_s, max_cloud_points
-        self.collator = BatchCollator(fusion.detector.config)
         self.roles = subscribed_topics(mapping)
         self.received: Counter[str] = Counter()
         self.used: Counter[str] = Counter()
@@ -275,9 +274,10 @@ class FusionPipeline:
                     self.drops[(sensor, f"power:{self.power.state(sensor)}")] += n
                     sample = sample.without(sensor, self.power.state(sensor))
         if any(sample.present(s) for s in DETECTION_SENSORS):
-            batch = self.collator([sample])
+            # model inputs only: a live frame has no ground truth to build training targets from
+            inputs = collate([sample], self.fusion.detector.config.grid)
             with torch.inference_mode():
-                result = self.fusion.run_frame(batch.inputs)
+                result = self.fusion.run_frame(inputs)
         else:  # nothing to detect with (an IMU-only recording, every sensor lost): no compute at all
             result = FrameResult(boxes=empty_boxes(), active_experts=(), configuration=None, exit_index=0,
                                  exit_confidence=0.0, missed_deadline=False, condition_estimate=None,
