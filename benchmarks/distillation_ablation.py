@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result
 from fusion_core.data.open_source import open_source
-from fusion_core.evaluation.model_eval import evaluate_model
 from fusion_core.evaluation.report import groups_in_order
+from fusion_core.metrics.model_eval import evaluate_model
 from fusion_core.training.checkpoint import load_detector
 
 

@@ -49,22 +49,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.results_file import write_result
 from fusion_core.boxes import empty_boxes
-from fusion_core.data.sample import FusionSample
+from fusion_core.data.sample import FusionSample, frame_groups
 from fusion_core.energy.ledger import frame_energy
 from fusion_core.energy.profile import DeviceProfile, load_device_profile
-from fusion_core.evaluation.average_precision import DetectionEvaluator
-from fusion_core.evaluation.model_eval import in_region
 from fusion_core.gates.frame_target import frame_target
 from fusion_core.gates.loss_gate import choose_configuration
 from fusion_core.gates.modules import gate_features, load_gates
 from fusion_core.gates.settings import GateSettings
+from fusion_core.metrics.average_precision import DetectionEvaluator
+from fusion_core.metrics.model_eval import in_region
+from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.model.decode import decode_exit
 from fusion_core.runtime.cost_table import measure_cost_table
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
 from fusion_core.training.checkpoint import load_detector
-from fusion_core.training.data import BatchCollator, frame_groups
 
 SENSORS = (*DETECTION_SENSORS, "imu")
 # configs/vehicle.yaml's power section (warmup_s 0.3 there; PowerGatingConfig's own default is 0.2).

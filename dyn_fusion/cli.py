@@ -161,8 +161,8 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from fusion_core.data.open_source import open_source
     from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY
-    from fusion_core.evaluation.model_eval import SensorSubset, evaluate_model
     from fusion_core.evaluation.report import exits_table, single_sensor_table
+    from fusion_core.metrics.model_eval import SensorSubset, evaluate_model
     from fusion_core.model.config import DETECTION_SENSORS
     from fusion_core.training.checkpoint import load_detector
 

@@ -92,9 +92,9 @@ def train_gates_command(args) -> int:
     from fusion_core.gates.config import load_gates_config
     from fusion_core.gates.modules import GateModules, save_gates
     from fusion_core.gates.training import train_gates
+    from fusion_core.model.batch import BatchCollator
     from fusion_core.runtime.cost_table import measure_cost_table
     from fusion_core.training.checkpoint import load_checkpoint, load_detector
-    from fusion_core.training.data import BatchCollator
 
     detector = load_detector(args.checkpoint)
     train_config = load_checkpoint(args.checkpoint).train_config
@@ -190,7 +190,7 @@ def compare_command(args) -> int:
 def _full_frame(detector, data, frames, where):
     """ModelInputs of the first of ``frames`` with every detection sensor (the cost table and the
     stage timing run on one)."""
-    from fusion_core.training.data import BatchCollator
+    from fusion_core.model.batch import BatchCollator
 
     full = next((i for i in frames if all(data[i].present(s) for s in ("rgb", "depth", "lidar", "radar"))), None)
     if full is None:

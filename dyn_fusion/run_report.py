@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from fusion_core.boxes import BOX_DIM, CLASS_NAMES
-from fusion_core.evaluation.average_precision import DetectionEvaluator
-from fusion_core.evaluation.model_eval import in_region
+from fusion_core.metrics.average_precision import DetectionEvaluator
+from fusion_core.metrics.model_eval import in_region
 from fusion_core.model.config import BevGridConfig
 
 _NS = 1_000_000_000

@@ -112,7 +112,7 @@ def weighted_box_fusion(
         match_distance_m: ... or if the BEV centre distance to the fused box is <= this, metres
             (>= 0). Small objects (pedestrians, 0.5 m wide) often have IoU 0 with a box whose
             centre is only 0.5 m off, yet they are the same object, and the project's evaluator
-            (:mod:`fusion_core.evaluation.average_precision`) matches detections by BEV centre
+            (:mod:`fusion_core.metrics.average_precision`) matches detections by BEV centre
             distance too; IoU alone would leave such pairs as duplicate detections, one of which
             the evaluator counts as a false positive.
         skip_score: boxes with score < this are dropped before fusion.

@@ -48,8 +48,6 @@ class FrameSubset(Sequence):
 
     def blocks(self) -> list[range]:
         """Runs of subset positions whose frames lie in one read block of the source."""
-        from fusion_core.training.data import source_blocks
-
         block_of = {}
         for b, block in enumerate(source_blocks(self.source)):
             block_of.update(dict.fromkeys(block, b))
@@ -81,3 +79,11 @@ def split_tail(source: Sequence[FusionSample], fraction: float) -> tuple[Sequenc
         train.extend(range(part.start, cut))
         val.extend(range(cut, part.stop))
     return FrameSubset(source, train), FrameSubset(source, val)
+
+
+def source_blocks(source: Sequence[FusionSample]) -> list[range]:
+    """Index blocks read together (a shard source's shards, via its ``blocks()``), else runs of 64."""
+    blocks = getattr(source, "blocks", None)
+    if callable(blocks):
+        return list(blocks())
+    return [range(i, min(i + 64, len(source))) for i in range(0, len(source), 64)]

@@ -85,3 +85,12 @@ class FusionSample:
             kwargs[name] = None
         kwargs["absence"] = {**self.absence, sensor: reason}
         return FusionSample(**kwargs)
+
+
+def frame_groups(sample: FusionSample) -> tuple[str, ...]:
+    """Evaluation groups of a frame: its condition and each active fault."""
+    groups = []
+    if sample.condition:
+        groups.append(f"condition:{sample.condition}")
+    groups += [f"fault:{sensor}:{kind}" for sensor, kind in sorted(sample.faults.items())]
+    return tuple(groups)

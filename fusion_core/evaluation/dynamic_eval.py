@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY, FusionSample
+from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY, FusionSample, frame_groups
 from fusion_core.energy.ledger import EnergyLedger, frame_energy
 from fusion_core.energy.profile import DeviceProfile
-from fusion_core.evaluation.average_precision import DetectionEvaluator, GroupMetrics
-from fusion_core.evaluation.model_eval import in_region
+from fusion_core.metrics.average_precision import DetectionEvaluator, GroupMetrics
+from fusion_core.metrics.model_eval import in_region
+from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
-from fusion_core.training.data import BatchCollator, frame_groups
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fusion_core.evaluation.model_eval import ModelEvaluation
+from fusion_core.metrics.model_eval import ModelEvaluation
 
 
 def groups_in_order(groups) -> list[str]:

@@ -13,7 +13,6 @@ import torch
 from tqdm import tqdm
 
 from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY, FusionSample
-from fusion_core.evaluation.model_eval import visible_ground_truth
 from fusion_core.exits.confidence import exit_confidences
 from fusion_core.exits.error_predictor import (
     ErrorPredictor,
@@ -21,9 +20,10 @@ from fusion_core.exits.error_predictor import (
     frame_detection_error,
 )
 from fusion_core.exits.policies import BudgetExit, ErrorExit
+from fusion_core.metrics.model_eval import visible_ground_truth
+from fusion_core.model.batch import BatchCollator
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import FusionDetector
-from fusion_core.training.data import BatchCollator
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fusion_core.boxes import BOX_DIM, CLASS_ID, SCORE, X, Y
-from fusion_core.evaluation.average_precision import (
+from fusion_core.metrics.average_precision import (
     DEFAULT_THRESHOLDS_M,
     match_frame_class,
 )
@@ -34,7 +34,7 @@ def frame_detection_error(detections: np.ndarray, ground_truth: np.ndarray, matc
     Detections scoring below ``score_threshold`` are dropped; the rest are matched to ground truth
     of the same class by the evaluator's greedy rule (highest score first, nearest free box by 2-D
     centre distance, a match when it is within ``match_distance_m`` metres; see
-    :mod:`fusion_core.evaluation.average_precision`). With TP matches, D' kept detections and
+    :mod:`fusion_core.metrics.average_precision`). With TP matches, D' kept detections and
     G boxes, ``F1 = 2 TP / (D' + G)``: 0 error when both sides are empty, 1 when exactly one is.
     """
     for name, boxes in (("detections", detections), ("ground_truth", ground_truth)):

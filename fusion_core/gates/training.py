@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from fusion_core.data.open_source import spread_indices
 from fusion_core.data.sample import FusionSample
-from fusion_core.evaluation.model_eval import visible_ground_truth
 from fusion_core.exits.calibration import calibrate_exits
 from fusion_core.gates.attention import (
     annealed_temperature,
@@ -30,9 +29,11 @@ from fusion_core.gates.context_head import (
 from fusion_core.gates.fitting import fit_full_batch
 from fusion_core.gates.frame_target import frame_target
 from fusion_core.gates.modules import GateModules, gate_features
+from fusion_core.metrics.model_eval import visible_ground_truth
+from fusion_core.model.batch import BatchCollator, TrainingBatch
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.loss import detection_loss
-from fusion_core.training.data import BatchCollator, TrainingBatch, drop_sensors
+from fusion_core.training.data import drop_sensors
 
 
 @dataclass

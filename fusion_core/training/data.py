@@ -1,4 +1,5 @@
-"""The training data pipeline: deterministic shuffling, training-time sensor absence, batching.
+"""The training data pipeline: deterministic shuffling and training-time sensor absence
+(batching: fusion_core.model.batch).
 
 Every random choice is a function of (seed, epoch, frame index) or (seed, step), never of a
 generator's history, so a resumed run and a run split over torchrun processes see exactly the
@@ -7,25 +8,13 @@ frames and masks an uninterrupted single-process run would.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY, FusionSample
-from fusion_core.model.config import DETECTION_SENSORS, ModelConfig
-from fusion_core.model.inputs import ModelInputs, collate
-from fusion_core.model.targets import DetectionTargets, build_targets
-
-
-def frame_groups(sample: FusionSample) -> tuple[str, ...]:
-    """Evaluation groups of a frame: its condition and each active fault."""
-    groups = []
-    if sample.condition:
-        groups.append(f"condition:{sample.condition}")
-    groups += [f"fault:{sensor}:{kind}" for sensor, kind in sorted(sample.faults.items())]
-    return tuple(groups)
+from fusion_core.data.sample import FusionSample
+from fusion_core.model.config import DETECTION_SENSORS
 
 
 def drop_sensors(sample: FusionSample, prob: float, rng: np.random.Generator,
@@ -114,40 +103,3 @@ class TrainingFrames(Dataset):
             sample = drop_sensors(sample, self.prob, np.random.default_rng([self.seed, 0xD0, epoch, index]),
                                   self.single_prob)
         return sample
-
-
-@dataclass
-class TrainingBatch:
-    inputs: ModelInputs
-    targets: DetectionTargets
-    gt_boxes: list[np.ndarray | None]   # per frame (N, 11) base_link, None when the source has none
-    gt_hidden: list[np.ndarray | None]  # per frame (N,) bool: too occluded to see (not targets, not misses)
-    groups: list[tuple[str, ...]]       # per frame evaluation groups
-
-
-class BatchCollator:
-    """Picklable collate function for DataLoader workers. Boxes with visibility below
-    ``min_visibility`` are left out of the training targets."""
-
-    def __init__(self, config: ModelConfig, min_visibility: float = DEFAULT_MIN_VISIBILITY):
-        self.config = config
-        self.min_visibility = min_visibility
-
-    def __call__(self, samples: list[FusionSample]) -> TrainingBatch:
-        hidden = [s.gt_hidden(self.min_visibility) for s in samples]
-        visible_boxes = [None if s.gt_boxes is None else s.gt_boxes[~h] for s, h in zip(samples, hidden)]
-        return TrainingBatch(
-            inputs=collate(samples, self.config.grid),
-            targets=build_targets(visible_boxes, self.config.grid, len(self.config.classes)),
-            gt_boxes=[s.gt_boxes for s in samples],
-            gt_hidden=hidden,
-            groups=[frame_groups(s) for s in samples],
-        )
-
-
-def source_blocks(source: Sequence[FusionSample]) -> list[range]:
-    """Index blocks read together (a shard source's shards, via its ``blocks()``), else runs of 64."""
-    blocks = getattr(source, "blocks", None)
-    if callable(blocks):
-        return list(blocks())
-    return [range(i, min(i + 64, len(source))) for i in range(0, len(source), 64)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 # type name -> .msg text (only what the bags need from vision_msgs)

@@ -1,6 +1,6 @@
 """BEV centre-distance AP against hand-computed cases; every expected value shows its arithmetic.
 
-Reminder of the definition (fusion_core/evaluation/average_precision.py): detections ranked by
+Reminder of the definition (fusion_core/metrics/average_precision.py): detections ranked by
 descending score, precision_k = TP_k / k, recall_k = TP_k / G, envelope p*_k = max_{j>=k}
 precision_j, AP = sum_k (recall_k - recall_{k-1}) * p*_k = (1/G) * sum over TPs of p*_k.
 """
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from fusion_core.boxes import BOX_DIM, CLASS_ID, SCORE, X, Y, empty_boxes
-from fusion_core.evaluation.average_precision import (
+from fusion_core.evaluation.plots import plot_group_bars, plot_pr_curves
+from fusion_core.metrics.average_precision import (
     DetectionEvaluator,
     average_precision,
     match_frame_class,
 )
-from fusion_core.evaluation.plots import plot_group_bars, plot_pr_curves
 
 CAR, PED, CYC = 0, 1, 2
 THRESHOLDS_M = (0.5, 1.0, 2.0, 4.0)

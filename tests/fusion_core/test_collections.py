@@ -12,8 +12,8 @@ from fusion_core.config_io import ConfigError
 from fusion_core.data.collection_source import CollectionSource
 from fusion_core.data.open_source import open_source, split_tail
 from fusion_core.data.shard_source import ShardSource
+from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import ModelConfig
-from fusion_core.training.data import BatchCollator
 from sim.collection import CollectionRecipe, load_recipe
 
 RECIPE = """

@@ -22,11 +22,11 @@ from fusion_core.gates.loss_gate import choose_configuration, configuration_sens
 from fusion_core.gates.modules import GateModules, load_gates, save_gates
 from fusion_core.gates.settings import GateSettings
 from fusion_core.gates.training import train_gates
+from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import DETECTION_SENSORS, load_model_config
 from fusion_core.model.detector import FusionDetector
 from fusion_core.runtime.cost_table import measure_cost_table
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
-from fusion_core.training.data import BatchCollator
 
 
 def test_topk_keeps_exactly_k_available_experts():
@@ -165,8 +165,8 @@ def test_detection_error_target_trains_the_loss_gate_and_steers_the_oracle(tiny_
 
     import numpy as np
 
-    from fusion_core.evaluation.model_eval import visible_ground_truth
     from fusion_core.gates.frame_target import frame_target
+    from fusion_core.metrics.model_eval import visible_ground_truth
 
     torch.manual_seed(0)
     model_config = load_model_config("configs/model/tiny.yaml")

@@ -17,7 +17,7 @@ import torch
 from dyn_fusion.cli import main as cli_main
 from fusion_core.data.open_source import split_tail
 from fusion_core.data.shard_source import ShardSource
-from fusion_core.evaluation.model_eval import evaluate_model
+from fusion_core.metrics.model_eval import evaluate_model
 from fusion_core.model.config import load_model_config
 from fusion_core.model.inputs import collate
 from fusion_core.training.checkpoint import load_detector, save_checkpoint
@@ -146,7 +146,8 @@ def test_torchrun_two_processes_train_the_same_model(tiny_shards, tmp_path):
 
 
 def test_training_reads_whole_shards_together(tmp_path):
-    from fusion_core.training.data import EpochSampler, source_blocks
+    from fusion_core.data.open_source import source_blocks
+    from fusion_core.training.data import EpochSampler
     from sim.config import load_scenario, resolve_scenario
     from sim.simulator import Simulator
     from sim.writers.shards import ShardWriter

@@ -15,12 +15,12 @@ from fusion_core.data.static_tf import load_static_tf, save_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
 from fusion_core.energy.profile import load_device_profile
 from fusion_core.gates.settings import GateSettings
+from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import load_model_config
 from fusion_core.model.detector import FusionDetector
 from fusion_core.runtime.cost_table import measure_cost_table
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
-from fusion_core.training.data import BatchCollator
 from ros_nodes import ros_io
 from ros_nodes.fusion_pipeline import FusionPipeline, subscribed_topics
 from ros_nodes.stamp_sync import StampSyncConfig, StampSynchroniser

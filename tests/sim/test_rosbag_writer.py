@@ -20,7 +20,11 @@ from sim import topics as T
 from sim.calibration import FRAME_IDS
 from sim.config import SENSOR_NAMES, FaultConfig, ScenarioConfig
 from sim.simulator import Simulator
-from sim.writers.ros_types import VISION_MSGS_DEFINITIONS, message_definition, ros2_typestore
+from sim.writers.ros_types import (
+    VISION_MSGS_DEFINITIONS,
+    message_definition,
+    ros2_typestore,
+)
 from sim.writers.rosbag import RosbagWriter
 
 with warnings.catch_warnings():  # mcap_ros2.reader warns on import that it is deprecated (still works)

@@ -6,7 +6,14 @@ import dataclasses
 import numpy as np
 
 from fusion_core.boxes import VX, VY, points_in_boxes
-from sim.config import EgoConfig, LidarConfig, RadarConfig, RoadConfig, RoadSegmentConfig, SensorSuiteConfig
+from sim.config import (
+    EgoConfig,
+    LidarConfig,
+    RadarConfig,
+    RoadConfig,
+    RoadSegmentConfig,
+    SensorSuiteConfig,
+)
 from sim.geometry import apply, invert
 from sim.simulator import Simulator
 from sim.world import ACTOR, GROUND, MARKING, ROAD, SIDEWALK

@@ -8,7 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from sim.config import SENSOR_NAMES, FaultConfig, RgbCameraConfig, ScenarioConfig, SensorSuiteConfig
+from sim.config import (
+    SENSOR_NAMES,
+    FaultConfig,
+    RgbCameraConfig,
+    ScenarioConfig,
+    SensorSuiteConfig,
+)
 from sim.simulator import Simulator
 from sim.writers.shards import INDEX_FILE, ShardDataset, ShardFormatError, ShardWriter
 

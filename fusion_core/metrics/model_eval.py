@@ -10,13 +10,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fusion_core.boxes import X, Y
-from fusion_core.data.open_source import FrameSubset
+from fusion_core.data.open_source import FrameSubset, source_blocks
 from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY, FusionSample
-from fusion_core.evaluation.average_precision import DetectionEvaluator, GroupMetrics
+from fusion_core.metrics.average_precision import DetectionEvaluator, GroupMetrics
+from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import DETECTION_SENSORS, BevGridConfig
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import FusionDetector
-from fusion_core.training.data import BatchCollator
 
 
 def in_region(boxes: np.ndarray, grid: BevGridConfig) -> np.ndarray:
@@ -58,7 +58,6 @@ class SensorSubset(Sequence):
         return sample
 
     def blocks(self) -> list[range]:
-        from fusion_core.training.data import source_blocks
         return source_blocks(self.source)
 
 

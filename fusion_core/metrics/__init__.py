@@ -1,0 +1,1 @@
+"""Detection metrics: BEV centre-distance average precision and a detector's evaluation over a source."""
