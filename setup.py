@@ -10,6 +10,13 @@ from setuptools import setup
 PACKAGE_NAME = "dyn_fusion"
 
 
+def reference_frame_files():
+    """(install_dir, [files]) of the stored reference frame fusion_node starts from
+    (models/default_reference/, a shard dataset; fusion.reference_frame)."""
+    folder = os.path.join("models", "default_reference")
+    return [(os.path.join("share", PACKAGE_NAME, folder), sorted(glob(os.path.join(folder, "*"))))]
+
+
 def config_data_files():
     """(install_dir, [files]) for every folder under configs/, preserving the tree: every file,
     not only YAML (configs/dds/fastdds.xml is the nodes' DDS transport profile)."""
@@ -32,6 +39,7 @@ setup(
         "fusion_core.evaluation",
         "fusion_core.exits",
         "fusion_core.gates",
+        "fusion_core.metrics",
         "fusion_core.model",
         "fusion_core.runtime",
         "fusion_core.training",
@@ -45,7 +53,8 @@ setup(
         (f"share/{PACKAGE_NAME}", ["package.xml"]),
         (f"share/{PACKAGE_NAME}/launch", sorted(glob("launch/*.launch.py"))),
     ]
-    + config_data_files(),
+    + config_data_files()
+    + reference_frame_files(),
     # Runtime requirements live in requirements.txt (installed by scripts/bootstrap_env.sh);
     # torch must be pinned exactly there, and ROS installs provide rclpy through rosdep.
     install_requires=[],

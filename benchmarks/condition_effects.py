@@ -15,7 +15,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.results_file import write_result
-from sim.config import CONDITIONS, WeatherConfig, load_scenario, resolve_scenario
+from fusion_core.vocabulary import CONDITIONS
+from sim.config import WeatherConfig, load_scenario, resolve_scenario
 from sim.simulator import Simulator
 
 SEVERITY = 0.75

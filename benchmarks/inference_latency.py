@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_file import write_result
-from fusion_core.data.sample import SENSORS
 from fusion_core.evaluation.cost import measure_cost
 from fusion_core.model.config import load_model_config
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.inference_form import inference_form
 from fusion_core.model.inputs import collate
 from fusion_core.training.checkpoint import load_detector
+from fusion_core.vocabulary import SENSORS
 
 TARGET_MS = 80.0
 

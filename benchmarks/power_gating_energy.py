@@ -52,6 +52,7 @@ from fusion_core.boxes import empty_boxes
 from fusion_core.data.sample import FusionSample, frame_groups
 from fusion_core.energy.ledger import frame_energy
 from fusion_core.energy.profile import DeviceProfile, load_device_profile
+from fusion_core.exits.settings import ExitSettings
 from fusion_core.gates.frame_target import frame_target
 from fusion_core.gates.loss_gate import choose_configuration
 from fusion_core.gates.modules import gate_features, load_gates
@@ -59,12 +60,12 @@ from fusion_core.gates.settings import GateSettings
 from fusion_core.metrics.average_precision import DetectionEvaluator
 from fusion_core.metrics.model_eval import in_region
 from fusion_core.model.batch import BatchCollator
-from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.model.decode import decode_exit
-from fusion_core.runtime.cost_table import measure_cost_table
+from fusion_core.runtime.builder import build_dynamic_fusion, reference_inputs
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
 from fusion_core.training.checkpoint import load_detector
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 SENSORS = (*DETECTION_SENSORS, "imu")
 # configs/vehicle.yaml's power section (warmup_s 0.3 there; PowerGatingConfig's own default is 0.2).
@@ -395,9 +396,8 @@ def main() -> int:
 
         data = args.data if args.data is not None else _default_scenario(args.frames, Path(tmp) / "default")
         source = open_source(data)
-        full = next(source[i] for i in range(len(source)) if all(source[i].present(s) for s in DETECTION_SENSORS))
-        table = measure_cost_table(detector, gates, BatchCollator(detector.config)([full]).inputs)
-        fusion = DynamicFusion(detector, gates, GateSettings(mode="static"), None, table, profile)
+        full = reference_inputs(source, range(len(source)), detector, data)
+        fusion = build_dynamic_fusion(detector, gates, GateSettings(), ExitSettings(), profile, full)
         results = replay(fusion, source, runs, profile, check_frames=args.check)
     wall_s = time.perf_counter() - started
     static = results[0]

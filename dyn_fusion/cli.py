@@ -33,6 +33,7 @@ from dyn_fusion.cli_dynamic import (
     compare_command,
     evaluate_gate_command,
     train_gates_command,
+    wants_dynamic_evaluation,
 )
 from fusion_core.config_io import ConfigError
 
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sensor_list(text: str) -> tuple[str, ...]:
-    from fusion_core.model.config import DETECTION_SENSORS
+    from fusion_core.vocabulary import DETECTION_SENSORS
 
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in names if s not in DETECTION_SENSORS]
@@ -163,15 +164,15 @@ def _evaluate(args) -> int:
     from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY
     from fusion_core.evaluation.report import exits_table, single_sensor_table
     from fusion_core.metrics.model_eval import SensorSubset, evaluate_model
-    from fusion_core.model.config import DETECTION_SENSORS
     from fusion_core.training.checkpoint import load_detector
+    from fusion_core.vocabulary import DETECTION_SENSORS
 
     model = load_detector(args.checkpoint)
     data = open_source(args.data, args.topics)
     min_visibility = DEFAULT_MIN_VISIBILITY if args.min_visibility is None else args.min_visibility
     if not 0.0 <= min_visibility <= 1.0:
         raise ConfigError(f"--min-visibility: expected a value in [0, 1], got {min_visibility}")
-    if args.gate is not None or args.exit_policy != "last":
+    if wants_dynamic_evaluation(args):
         if args.sensors is not None or args.single_sensors:
             raise ConfigError("--sensors and --single-sensors are for the static batch evaluation; "
                               "with --gate use --dropout-every for sensor-dropout rows")
@@ -227,9 +228,9 @@ def _evaluate(args) -> int:
 
 def _static_cost(model, data):
     """Cost of static all-expert inference on the first frame that has every sensor (None if none does)."""
-    from fusion_core.data.sample import SENSORS
     from fusion_core.evaluation.cost import measure_cost
     from fusion_core.model.inputs import collate
+    from fusion_core.vocabulary import SENSORS
 
     for i in range(min(len(data), 50)):
         sample = data[i]

@@ -1,29 +1,32 @@
 """The dynamic-fusion commands of ``dyn-fusion``: ``train-gates`` and ``compare``, and the gate
-options ``evaluate`` shares with them (``evaluate --gate MODE``: one mode, same measurements)."""
+options ``evaluate`` shares with them (``evaluate --gate MODE``: one mode, same measurements).
+
+The gate and exit flags are generated from ``GateSettings`` and ``ExitSettings``
+(``dyn_fusion.settings_flags``), and the runner comes from ``fusion_core.runtime.builder``: this
+module only parses and reports. Nothing here imports torch until a command runs.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
+from dyn_fusion.settings_flags import add_settings_options, settings_from_args
 from fusion_core.config_io import ConfigError
-from fusion_core.runtime.exit_setup import EXIT_POLICIES
+from fusion_core.exits.settings import ExitSettings
+from fusion_core.gates.settings import GateSettings
+
+# The README's short flags, kept beside the generated --gate-mode and --lam-per-j.
+GATE_FLAG_ALIASES = {"mode": "--gate", "lam_per_j": "--lam"}
 
 
 def add_gate_options(p: argparse.ArgumentParser, dropout_every: int = 4) -> None:
     """Options choosing the gates file, device profile and exit policy (shared by evaluate and compare)."""
     p.add_argument("--gates", type=Path, default=None,
-                   help="trained gates (.pt) for the knowledge, attention, loss and oracle modes")
+                   help="trained gates (.pt) for the modes that need them (knowledge, attention, loss, oracle)")
     p.add_argument("--profile", default="jetson_orin",
                    help="device energy profile: a name in configs/energy/ or a YAML path (default jetson_orin)")
-    p.add_argument("--exit-policy", choices=EXIT_POLICIES, default="last", help="when a frame leaves the head")
-    p.add_argument("--exit-threshold", type=float, default=0.8, help="confidence policy: stop at this frame confidence")
-    p.add_argument("--exit-budget", type=float, default=0.7,
-                   help="budget policy: mean head compute as a share of running every exit (thresholds from the gates' calibration)")
-    p.add_argument("--exit-lam", type=float, default=0.05,
-                   help="error policy (QuEE): error traded per GFLOP of head compute")
-    p.add_argument("--deadline-ms", type=float, default=None,
-                   help="deadline policy: per-frame time budget from the frame's start, ms (stage times measured here first)")
+    add_settings_options(p.add_argument_group("exit policy (fusion_core.exits.settings.ExitSettings)"), ExitSettings)
     p.add_argument("--dropout-every", type=int, default=dropout_every,
                    help="dropout rows re-run every Nth frame with one sensor removed (0 = no dropout rows)")
 
@@ -61,30 +64,24 @@ def _float_list(text: str) -> tuple[float, ...]:
 def add_evaluate_gate_options(p: argparse.ArgumentParser) -> None:
     """``evaluate``'s options for one dynamic mode (without --gate or an exit policy, evaluate
     runs the batched static evaluation)."""
-    from fusion_core.gates.settings import GATE_MODES
-
-    p.add_argument("--gate", choices=GATE_MODES, default=None,
-                   help="evaluate one gate mode frame by frame, with energy and usage (needs --gates except static and late)")
-    p.add_argument("--k", type=int, default=2, help="attention gate: experts kept per frame")
-    p.add_argument("--gamma", type=float, default=0.5, help="loss and oracle gates: loss margin of the kept configurations")
-    p.add_argument("--lam", type=float, default=0.0, help="loss and oracle gates: units of the gates' loss target (loss or error) traded per joule of compute")
+    group = p.add_argument_group("gate (fusion_core.gates.settings.GateSettings)",
+                                 "--gate evaluates one gate mode frame by frame, with energy and usage "
+                                 "(the modes that read a gates file need --gates)")
+    add_settings_options(group, GateSettings, GATE_FLAG_ALIASES)
     add_gate_options(p, dropout_every=0)
 
 
-def _exit_policy(args, gates, detector=None, frame=None):
-    """The exit policy the flags ask for. ``detector`` and ``frame`` (one full frame, batch 1) are
-    needed only by the deadline policy, whose stage times are measured on them."""
-    from fusion_core.runtime.exit_setup import build_exit_policy
+def wants_dynamic_evaluation(args) -> bool:
+    """``evaluate`` runs frame by frame when a gate or an exit policy other than the last exit is asked for."""
+    return args.gate_mode is not None or settings_from_args(args, ExitSettings).policy != ExitSettings().policy
 
-    if args.exit_policy == "deadline" and args.deadline_ms is None:
-        raise ConfigError("--exit-policy deadline needs --deadline-ms")
-    policy = build_exit_policy(args.exit_policy, gates=gates, detector=detector, frame=frame,
-                               threshold=args.exit_threshold, budget=args.exit_budget, lam=args.exit_lam,
-                               deadline_ms=args.deadline_ms)
-    if args.exit_policy == "deadline":
-        print("deadline policy: measured head stage times " + ", ".join(f"{t:.1f}" for t in policy.predicted_stage_ms)
-              + " ms")
-    return policy
+
+def _report_deadline(fusion) -> None:
+    from fusion_core.exits.policies import DeadlineExit
+
+    if isinstance(fusion.exit_policy, DeadlineExit):
+        print("deadline policy: measured head stage times "
+              + ", ".join(f"{t:.1f}" for t in fusion.exit_policy.predicted_stage_ms) + " ms")
 
 
 def train_gates_command(args) -> int:
@@ -103,8 +100,10 @@ def train_gates_command(args) -> int:
     # The exits are calibrated on the tail the detector's training held out (its validation frames).
     val_fraction = train_config.val_fraction if train_config is not None else 0.1
     _train_part, held_out = split_tail(data, val_fraction)
+    from fusion_core.vocabulary import DETECTION_SENSORS
+
     full = next((held_out[i] for i in range(len(held_out))
-                 if all(held_out[i].present(s) for s in ("rgb", "depth", "lidar", "radar"))), None)
+                 if all(held_out[i].present(s) for s in DETECTION_SENSORS)), None)
     if full is None:
         raise ConfigError(f"{args.data}: no held-out frame has every detection sensor (needed for the head's cost)")
     table = measure_cost_table(detector, None, BatchCollator(detector.config)([full]).inputs)
@@ -132,11 +131,12 @@ def compare_command(args) -> int:
         plot_usage_heatmap,
     )
     from fusion_core.evaluation.dynamic_eval import evaluate_dynamic
+    from fusion_core.gates.modes import GATES
     from fusion_core.gates.modules import load_gates
-    from fusion_core.runtime.cost_table import measure_cost_table
-    from fusion_core.runtime.dynamic_fusion import DynamicFusion
+    from fusion_core.runtime.builder import build_dynamic_fusion, reference_inputs
     from fusion_core.training.checkpoint import load_detector
 
+    exit_settings = settings_from_args(args, ExitSettings)
     detector = load_detector(args.checkpoint)
     gates = load_gates(args.gates, detector.config) if args.gates is not None else None
     profile = load_device_profile(args.profile)
@@ -149,16 +149,17 @@ def compare_command(args) -> int:
             raise ConfigError(f"--modes: unknown {unknown}; choose from {', '.join(m.label for m in modes)}")
         modes = [m for m in modes if m.label in wanted]
     if gates is None:
-        modes = [m for m in modes if m.settings.mode in ("static", "late")]
-        print("no --gates: comparing static and late only")
+        modes = [m for m in modes if not GATES[m.settings.mode].needs_gates]
+        print("no --gates: comparing " + " and ".join(g.name for g in GATES.values() if not g.needs_gates) + " only")
     frames = spread_indices(len(data), args.max_frames)
     dropout_frames = frames[:: args.dropout_every] if args.dropout_every > 0 else []
-    full = _full_frame(detector, data, frames, args.data)
-    table = measure_cost_table(detector, gates, full)
-    policy = _exit_policy(args, gates, detector, full)
+    fusion = build_dynamic_fusion(detector, gates, GateSettings(), exit_settings, profile,
+                                  reference_inputs(data, frames, detector, args.data))
+    _report_deadline(fusion)
+    table = fusion.cost_table
     evaluations = []
     for mode in modes:
-        fusion = DynamicFusion(detector, gates, mode.settings, policy, table, profile)
+        fusion.set_settings(mode.settings)
         evaluations.append(evaluate_dynamic(fusion, data, mode.label, profile, frames=frames,
                                             dropout_frames=dropout_frames))
         e = evaluations[-1]
@@ -166,7 +167,7 @@ def compare_command(args) -> int:
               f"  {e.cost['all'].latency_ms_median:6.1f} ms/frame")
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
-              "profile": profile.name, "exit_policy": args.exit_policy, "n_frames": len(frames),
+              "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "cost_table_flops": table.to_json(),
               "modes": [{"settings": vars(m.settings), **e.to_json()} for m, e in zip(modes, evaluations)]}
     oracles = [e for e in evaluations if e.label.startswith("oracle")]
@@ -187,17 +188,6 @@ def compare_command(args) -> int:
     return 0
 
 
-def _full_frame(detector, data, frames, where):
-    """ModelInputs of the first of ``frames`` with every detection sensor (the cost table and the
-    stage timing run on one)."""
-    from fusion_core.model.batch import BatchCollator
-
-    full = next((i for i in frames if all(data[i].present(s) for s in ("rgb", "depth", "lidar", "radar"))), None)
-    if full is None:
-        raise ConfigError(f"{where}: no frame has every detection sensor; the cost table needs one")
-    return BatchCollator(detector.config)([data[full]]).inputs
-
-
 def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     """``dyn-fusion evaluate --gate MODE [--k --gamma --lam] [--exit-policy ...]``: one mode frame
     by frame (batch 1, as on the robot): mAP per condition, joules and ms per frame, usage."""
@@ -210,25 +200,21 @@ def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     )
     from fusion_core.evaluation.dynamic_eval import evaluate_dynamic
     from fusion_core.gates.modules import load_gates
-    from fusion_core.gates.settings import GateSettings
-    from fusion_core.runtime.cost_table import measure_cost_table
-    from fusion_core.runtime.dynamic_fusion import DynamicFusion
+    from fusion_core.runtime.builder import build_dynamic_fusion, reference_inputs
 
-    settings = GateSettings(mode=args.gate or "static", k=args.k, gamma=args.gamma, lam_per_j=args.lam)
+    settings = settings_from_args(args, GateSettings)
+    exit_settings = settings_from_args(args, ExitSettings)
     gates = load_gates(args.gates, detector.config) if args.gates is not None else None
     profile = load_device_profile(args.profile)
     frames = list(range(min(len(data), args.max_frames or len(data))))
     dropout_frames = frames[:: args.dropout_every] if args.dropout_every > 0 else []
-    full = _full_frame(detector, data, frames, args.data)
-    table = measure_cost_table(detector, gates, full)
-    try:
-        fusion = DynamicFusion(detector, gates, settings, _exit_policy(args, gates, detector, full), table, profile)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    fusion = build_dynamic_fusion(detector, gates, settings, exit_settings, profile,
+                                  reference_inputs(data, frames, detector, args.data))
+    _report_deadline(fusion)
     evaluation = evaluate_dynamic(fusion, data, mode_label(settings), profile, frames=frames, dropout_frames=dropout_frames,
                                   min_visibility=min_visibility)
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
-              "profile": profile.name, "exit_policy": args.exit_policy, "n_frames": len(frames),
+              "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "min_visibility": min_visibility, "settings": vars(settings),
               **evaluation.to_json()}
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -124,10 +124,12 @@ def _consumed_topics(mapping) -> str:
     """The topics the replay stack subscribes to (the mapped sensors and camera infos, the
     simulator's ground truth and labels), as a parameter value: the player waits for those only
     (nothing subscribes to /odom or /clock, so waiting for every topic would always time out)."""
-    from sim import topics as T
+    from fusion_core.data import topics as T
 
-    topics = [mapping.sensor_topic(s) for s in ("rgb", "depth", "lidar", "radar", "imu")]
-    topics += [mapping.camera_info_topic(c) for c in ("rgb", "depth")]
+    from fusion_core.vocabulary import CAMERAS, SENSORS
+
+    topics = [mapping.sensor_topic(s) for s in SENSORS]
+    topics += [mapping.camera_info_topic(c) for c in CAMERAS]
     topics += [T.GT_MARKERS_TOPIC, T.LABELS_TOPIC]
     return "[" + ", ".join(f"'{t}'" for t in topics if t) + "]"
 

@@ -24,6 +24,7 @@ from fusion_core.boxes import BOX_DIM, CLASS_NAMES
 from fusion_core.metrics.average_precision import DetectionEvaluator
 from fusion_core.metrics.model_eval import in_region
 from fusion_core.model.config import BevGridConfig
+from fusion_core.vocabulary import SENSORS
 
 _NS = 1_000_000_000
 
@@ -99,7 +100,7 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
     for f in frames:
         for sensor, reason in f.get("absent", {}).items():
             reasons.setdefault(sensor, Counter())[reason] += 1
-    sensors = ("rgb", "depth", "lidar", "radar", "imu")
+    sensors = SENSORS
     return RunReport(
         frames_fused=len(frames), frames_evaluated=evaluated, ground_truth_frames=len(truth),
         map_all=metrics["all"].mean_ap if "all" in metrics else None,

@@ -39,6 +39,24 @@ def field_doc(cls: type, name: str) -> str:
     return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}[name]
 
 
+def check_fields(config: Any) -> None:
+    """Check every field of a config dataclass instance against its ``param`` range and choices.
+    ``from_mapping`` does this for loaded configs; a ``__post_init__`` calling it checks configs
+    built in code too. ConfigError naming the field."""
+    for f in dataclasses.fields(config):
+        _check_range(getattr(config, f.name), f.metadata, f.name)
+
+
+def parameter_names(cls: type) -> dict[str, str]:
+    """Field -> its name outside Python (ROS parameter, command-line flag): the field's own name,
+    unless the class renames it in a ``PARAMETER_NAMES`` class attribute (names older than it)."""
+    renamed = getattr(cls, "PARAMETER_NAMES", {})
+    unknown = sorted(set(renamed) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"{cls.__name__}.PARAMETER_NAMES renames fields it does not have: {unknown}")
+    return {f.name: renamed.get(f.name, f.name) for f in dataclasses.fields(cls) if f.init}
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 

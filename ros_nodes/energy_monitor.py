@@ -20,6 +20,7 @@ from rclpy.node import Node
 
 from fusion_core.config_io import param
 from fusion_core.data import ros_decode as rd
+from fusion_core.data import topics as T
 from ros_nodes import ros_io
 from ros_nodes.detection_markers import MarkerDecodeError, markers_to_boxes
 from ros_nodes.node_main import run_node
@@ -36,7 +37,6 @@ from ros_nodes.source_counts import (
     SOURCE_COUNTS_TYPE,
     decode_source_counts,
 )
-from sim import topics as T
 
 DETECTIONS_TOPIC = "/fusion/detections"
 

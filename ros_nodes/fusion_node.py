@@ -23,7 +23,9 @@ Published (per frame):
 
 Gate mode, k, γ, λ, the exit policy and its settings change at run time through parameter
 updates (``ros2 param set /fusion_node fusion.gate_mode loss``); a bad value is refused with
-the reason and the old settings stay.
+the reason and the old settings stay. Those parameters are generated from ``GateSettings`` and
+``ExitSettings`` (their docs, ranges and choices; ``fusion.gate_mode``, ``fusion.exit_*``); the
+runner comes from ``fusion_core.runtime.builder`` like the CLI's.
 """
 from __future__ import annotations
 
@@ -32,25 +34,26 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
 from rclpy.node import Node
 
-from fusion_core.config_io import ConfigError, from_mapping, param
+from fusion_core.config_io import ConfigError, param, parameter_names
+from fusion_core.data.shard_source import ShardSource
 from fusion_core.data.static_tf import StaticTfTree, load_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
+from fusion_core.data.topics import power_request_topic
 from fusion_core.energy.profile import load_device_profile
-from fusion_core.gates.modules import load_gates
+from fusion_core.exits.settings import ExitSettings
+from fusion_core.gates.modes import GATES
 from fusion_core.gates.settings import GateSettings
 from fusion_core.model.inputs import collate
-from fusion_core.runtime.cost_table import measure_cost_table
-from fusion_core.runtime.dynamic_fusion import DynamicFusion
-from fusion_core.runtime.exit_setup import EXIT_POLICIES, build_exit_policy
+from fusion_core.runtime.builder import build_dynamic_fusion, build_exit_policy
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
 from fusion_core.training.checkpoint import load_detector
+from fusion_core.vocabulary import DETECTION_SENSORS, NOT_SUBSCRIBED, SENSORS, STANDBY, WARMING
 from ros_nodes import ros_io
 from ros_nodes.detection_markers import boxes_to_markers_cdr
 from ros_nodes.fusion_pipeline import (
@@ -60,39 +63,32 @@ from ros_nodes.fusion_pipeline import (
     subscribed_topics,
 )
 from ros_nodes.node_main import run_node
-from ros_nodes.node_params import declare_section, read_section
+from ros_nodes.node_params import declare_section, read_section, update_section
 from ros_nodes.run_record import FRAME_STATUS, HEALTH_STATUS
 from ros_nodes.stamp_sync import StampSyncConfig, StampSynchroniser
-from sim.sensor_power import power_request_topic
 
 DETECTIONS_TOPIC = "/fusion/detections"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 INBOX_LIMIT = 20_000  # raw messages waiting for the worker; beyond that the oldest are dropped (counted)
+# The node's defaults where they differ from the settings classes' (configs/vehicle.yaml gives them
+# too): the loss gate at λ = 5 (README: 35 % of static's compute energy within 0.02 mAP), and a
+# deadline ready for when the deadline policy is switched on at run time.
+NODE_GATE_SETTINGS = GateSettings(mode="loss", lam_per_j=5.0)
+NODE_EXIT_SETTINGS = ExitSettings(deadline_ms=100.0)
 
 
 @dataclass(frozen=True)
 class FusionNodeConfig:
-    """The ``fusion.*`` parameters (configs/vehicle.yaml has the shipped values)."""
+    """The ``fusion.*`` parameters besides the gate's and the exit policy's (``GateSettings`` and
+    ``ExitSettings`` declare those); configs/vehicle.yaml has the shipped values."""
 
     checkpoint: str = param("models/default.pt", "trained detector (.pt)")
     gates: str = param("models/default_gates.pt", "trained gates (.pt); '' = only the static and late modes")
+    reference_frame: str = param("models/default_reference", "stored frame with every sensor (shard dataset, "
+                                 "scripts/write_reference_frame.py): start-up warm-up, cost table, stage times")
     topic_mapping: str = param("sim_bag", "which topics feed which sensor: a name in configs/data/ or a YAML path")
     calibration_file: str = param("", "sensor mounts as a YAML file (fusion_core.data.static_tf); '' = /tf_static")
     energy_profile: str = param("jetson_orin", "device energy profile: configs/energy/<name>.yaml or a path")
-    gate_mode: str = param("loss", "gate: static, late, knowledge, attention, loss (oracle is offline only)",
-                           choices=("static", "late", "knowledge", "attention", "loss"))
-    k: int = param(2, "attention gate: experts kept per frame", lo=1, hi=64)
-    gamma: float = param(0.5, "loss gate: keep configurations within this predicted loss of the best", lo=0.0)
-    lam_per_j: float = param(5.0, "loss gate: predicted loss traded per joule of compute (and of sensors with "
-                                  "price_sensors)", lo=0.0)
-    price_sensors: bool = param(False, "loss gate: lam_per_j also prices the sensors a configuration keeps on "
-                                       "(meaningful with power.enabled: otherwise every sensor is on anyway)")
-    exit_policy: str = param("last", "when a frame leaves the head",
-                             choices=EXIT_POLICIES)
-    exit_threshold: float = param(0.8, "confidence policy: stop at this frame confidence", lo=0.0, hi=1.0)
-    exit_budget: float = param(0.7, "budget policy: mean head compute as a share of every exit", lo=0.0, hi=1.0)
-    exit_lam: float = param(0.05, "error policy: predicted error traded per GFLOP of head compute", lo=0.0)
-    deadline_ms: float = param(100.0, "deadline policy: per-frame budget from the frame's start, ms", lo=0.0)
     frame_period_s: float = param(0.1, "sensor frame period: a sensor's energy per frame is its power x this",
                                   lo=1e-3, hi=10.0)
     max_cloud_points: int = param(500_000, "larger point clouds are dropped (counted), not processed", lo=1)
@@ -101,28 +97,40 @@ class FusionNodeConfig:
     slow_frames_for_error: int = param(10, "this many slow frames in a row: health ERROR", lo=1)
 
 
-def exit_policy_for(cfg: FusionNodeConfig, gates, detector, frame):
-    """The exit policy ``cfg`` names (the budget and error policies need calibrated gates)."""
-    return build_exit_policy(cfg.exit_policy, gates=gates, detector=detector, frame=frame,
-                             threshold=cfg.exit_threshold, budget=cfg.exit_budget, lam=cfg.exit_lam,
-                             deadline_ms=cfg.deadline_ms)
+def online_gate(settings: GateSettings) -> GateSettings:
+    """``settings`` if its gate can run on a robot; ConfigError for an offline-only one (the oracle)."""
+    if GATES[settings.mode].offline_only:
+        raise ConfigError(f"fusion.gate_mode: {settings.mode} is offline only (it reads ground truth)")
+    return settings
 
 
-def reference_frame(detector_config):
-    """One simulated frame with every sensor (ModelInputs, batch 1): the cost table's FLOPs and
-    the deadline policy's stage times are measured on it at start-up."""
-    import tempfile
+def declare_fusion_parameters(node: Node) -> None:
+    """``fusion.*``: the node's own config, the gate settings and the exit settings."""
+    for defaults in (FusionNodeConfig(), NODE_GATE_SETTINGS, NODE_EXIT_SETTINGS):
+        declare_section(node, "fusion", defaults)
 
-    from fusion_core.data.shard_source import ShardSource
-    from sim.config import load_scenario, resolve_scenario
-    from sim.session import simulate_to_path
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "frames"
-        simulate_to_path(load_scenario(resolve_scenario("default")), 3, out, "shards", progress=False)
-        source = ShardSource(out)
-        full = next(s for s in source if all(s.present(x) for x in ("rgb", "depth", "lidar", "radar")))
-        return collate([full], detector_config.grid)
+def read_fusion_parameters(node: Node) -> tuple[FusionNodeConfig, GateSettings, ExitSettings]:
+    """The ``fusion.*`` parameters as the three config classes; ConfigError naming the parameter."""
+    return (read_section(node, "fusion", FusionNodeConfig),
+            online_gate(read_section(node, "fusion", GateSettings, NODE_GATE_SETTINGS)),
+            read_section(node, "fusion", ExitSettings, NODE_EXIT_SETTINGS))
+
+
+def reference_frame(path: str, detector_config):
+    """The stored frame with every sensor at ``path`` (ModelInputs, batch 1): the first such frame
+    of that shard dataset (``scripts/write_reference_frame.py`` writes the shipped one). The node
+    warms up on it, and the cost table's FLOPs and the deadline policy's stage times are measured
+    on it at start-up. A missing or damaged dataset, or one without such a frame, is a one-line
+    ConfigError naming ``path``."""
+    try:
+        full = next((s for s in ShardSource(path) if all(s.present(x) for x in DETECTION_SENSORS)), None)
+    except (OSError, ValueError, KeyError) as err:  # the reader's ShardFormatError is a ValueError
+        reason = " ".join(str(err).split())  # one line, whatever the reader's message holds
+        raise ConfigError(f"fusion.reference_frame: {path}: not a readable reference frame ({reason})") from None
+    if full is None:
+        raise ConfigError(f"fusion.reference_frame: {path}: no frame with every sensor ({', '.join(DETECTION_SENSORS)})")
+    return collate([full], detector_config.grid)
 
 
 def sync_config_for(mapping: TopicMapping, configured: StampSyncConfig, log=None) -> StampSyncConfig:
@@ -142,13 +150,12 @@ def sync_config_for(mapping: TopicMapping, configured: StampSyncConfig, log=None
 class FusionNode(Node):
     def __init__(self):
         super().__init__("fusion_node")
-        defaults = FusionNodeConfig()
-        declare_section(self, "fusion", defaults)
+        declare_fusion_parameters(self)
         # roles, pivot and IMU role follow the topic mapping (sync_config_for)
         declare_section(self, "sync", StampSyncConfig(fallback_pivots=("depth", "rgb", "radar")),
                         skip=("roles", "pivot", "imu_role"))
         declare_section(self, "power", PowerGatingConfig())
-        self.config = read_section(self, "fusion", FusionNodeConfig)
+        self.config, self.gate_settings, self.exit_settings = read_fusion_parameters(self)
         sync_config = read_section(self, "sync", StampSyncConfig)
         power_config = read_section(self, "power", PowerGatingConfig)
         cfg = self.config
@@ -156,18 +163,15 @@ class FusionNode(Node):
         self.mapping = TopicMapping.load(resolve_topic_mapping(cfg.topic_mapping))
         sync_config = sync_config_for(self.mapping, sync_config, self.get_logger().info)
         detector = load_detector(cfg.checkpoint)
-        gates = load_gates(cfg.gates, detector.config) if cfg.gates else None
-        frame = reference_frame(detector.config)
+        frame = reference_frame(cfg.reference_frame, detector.config)
         self.profile = load_device_profile(cfg.energy_profile)
-        self.fusion = DynamicFusion(detector, gates, self._gate_settings(cfg), exit_policy_for(cfg, gates, detector, frame),
-                                    measure_cost_table(detector, gates, frame), self.profile,
-                                    frame_period_s=cfg.frame_period_s)
-        if cfg.price_sensors and not power_config.enabled:
+        # warmed up before "ready": the first live frames must not pay for kernel set-up
+        self.fusion = build_dynamic_fusion(detector, cfg.gates or None, self.gate_settings, self.exit_settings,
+                                           self.profile, frame, frame_period_s=cfg.frame_period_s, warm_up=True)
+        if self.gate_settings.price_sensors and not power_config.enabled:
             self.get_logger().warning("fusion.price_sensors without power.enabled: the gate avoids sensors that "
                                       "stay on anyway, which costs mAP and saves nothing")
         self._reference_frame = frame
-        # before "ready": the first live frames must not pay for kernel and codec set-up
-        self.fusion.warm_up(frame)
         ros_io.prepare_codecs({msgtype for _topic, msgtype in subscribed_topics(self.mapping).values()}
                               | {"diagnostic_msgs/msg/DiagnosticArray", "std_msgs/msg/String"})
         calibration = self._calibration(cfg)
@@ -187,7 +191,7 @@ class FusionNode(Node):
                                                      DIAGNOSTICS_TOPIC, ros_io.RECORD_QOS)
         string = ros_io.message_class("std_msgs/msg/String")
         self.power_pubs = {s: self.create_publisher(string, power_request_topic(s), ros_io.LATCHED_QOS)
-                           for s in ("rgb", "depth", "lidar", "radar", "imu")} if power is not None else {}
+                           for s in SENSORS} if power is not None else {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._slow_run = 0
         self._ready: list[ReadyFrame] = []  # synchronised frames waiting for the worker (its own list)
@@ -196,15 +200,10 @@ class FusionNode(Node):
         self._worker = threading.Thread(target=self._work, name="fusion_worker", daemon=True)
         self._worker.start()
         roles = ", ".join(f"{r}={t}" for r, (t, _) in self.pipeline.roles.items())
-        self.get_logger().info(f"fusion_node ready: gate {cfg.gate_mode}, exit {cfg.exit_policy}, "
+        self.get_logger().info(f"fusion_node ready: gate {self.gate_settings.mode}, exit {self.exit_settings.policy}, "
                                f"profile {self.profile.name}, power gating {'on' if power else 'off'}; {roles}")
 
     # ------------------------------------------------------------------ set-up helpers
-    @staticmethod
-    def _gate_settings(cfg: FusionNodeConfig) -> GateSettings:
-        return GateSettings(mode=cfg.gate_mode, k=cfg.k, gamma=cfg.gamma, lam_per_j=cfg.lam_per_j,
-                            price_sensors=cfg.price_sensors)
-
     def _calibration(self, cfg: FusionNodeConfig) -> StaticTfTree:
         if cfg.calibration_file:
             return load_static_tf(cfg.calibration_file)
@@ -234,23 +233,22 @@ class FusionNode(Node):
     # ------------------------------------------------------------------ run-time settings
     def _on_set_parameters(self, params) -> SetParametersResult:
         updates = {p.name.removeprefix("fusion."): p.value for p in params if p.name.startswith("fusion.")}
-        live = {"gate_mode", "k", "gamma", "lam_per_j", "price_sensors", "exit_policy", "exit_threshold", "exit_budget", "exit_lam",
-                "deadline_ms"}
+        live = {*parameter_names(GateSettings).values(), *parameter_names(ExitSettings).values()}
         fixed = sorted(set(updates) - live)
         if fixed:
             return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: only read at start-up")
         if any(not p.name.startswith("fusion.") for p in params):
             return SetParametersResult(successful=False, reason="sync.* and power.* are only read at start-up")
         try:
-            # from_mapping, not the constructor: the same range and choice checks as at start-up
-            cfg = from_mapping(FusionNodeConfig, {**dataclasses.asdict(self.config), **updates}, "fusion")
-            settings = self._gate_settings(cfg)
-            policy = exit_policy_for(cfg, self.fusion.gates, self.fusion.detector, self._reference_frame)
-            self.fusion.set_settings(settings)
+            # the same range and choice checks as at start-up
+            gate_settings = online_gate(update_section(self.gate_settings, "fusion", updates))
+            exit_settings = update_section(self.exit_settings, "fusion", updates)
+            policy = build_exit_policy(exit_settings, self.fusion.detector, self.fusion.gates, self._reference_frame)
+            self.fusion.set_settings(gate_settings)
         except (ConfigError, ValueError, TypeError) as err:
             return SetParametersResult(successful=False, reason=str(err))
         self.fusion.exit_policy = policy
-        self.config = cfg
+        self.gate_settings, self.exit_settings = gate_settings, exit_settings
         self.get_logger().info("settings changed: " + ", ".join(f"{k}={v}" for k, v in updates.items()))
         return SetParametersResult(successful=True)
 
@@ -351,7 +349,7 @@ class FusionNode(Node):
             *((f"sensor_energy_j:{c}", repr(j)) for c, j in sorted(o.energy.sensor_j.items())),
         ]
         lost = {sensor: reason for sensor, reason in o.sample.absence.items()
-                if sensor in ("rgb", "depth", "lidar", "radar") and reason not in ("standby", "warming", "not_subscribed")}
+                if sensor in DETECTION_SENSORS and reason not in (STANDBY, WARMING, NOT_SUBSCRIBED)}
         slow = e2e_ms > self.config.slow_frame_ms
         self._slow_run = self._slow_run + 1 if slow else 0
         level, problems = 0, []

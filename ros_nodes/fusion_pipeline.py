@@ -28,27 +28,37 @@ import torch
 from fusion_core.boxes import empty_boxes
 from fusion_core.data import ros_decode as rd
 from fusion_core.data.geometry import rotate_vectors, transform_points
-from fusion_core.data.rosbag_source import DECODE_ERROR, NAN_POINTS
+from fusion_core.data.intrinsics import PinholeIntrinsics
+from fusion_core.data.rosbag_source import NAN_POINTS
 from fusion_core.data.sample import CameraGeometry, FusionSample
 from fusion_core.data.static_tf import StaticTfError, StaticTfTree
 from fusion_core.data.topic_mapping import TopicMapping
 from fusion_core.energy.ledger import FrameEnergy, frame_energy
 from fusion_core.energy.profile import DeviceProfile
-from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.model.inputs import collate
 from fusion_core.runtime.dynamic_fusion import DynamicFusion, FrameResult
 from fusion_core.runtime.power_gating import PowerCommand, SensorPowerManager
+from fusion_core.vocabulary import (
+    CAMERA_INFO_TYPE,
+    CAMERAS,
+    DECODE_ERROR,
+    DETECTION_SENSORS,
+    NO_CALIBRATION,
+    NO_CAMERA_INFO,
+    NOT_SUBSCRIBED,
+    SENSOR_SPECS,
+    SENSORS,
+    STANDBY,
+    SYNC_PREFIX,
+)
 from ros_nodes import ros_io
 from ros_nodes.stamp_sync import StampSynchroniser, SyncedFrame
-from sim.sensors.camera import PinholeIntrinsics
 
 log = logging.getLogger(__name__)
 
-SENSORS: tuple[str, ...] = (*DETECTION_SENSORS, "imu")
-CAMERA_INFO_ROLES = {"rgb_info": "rgb", "depth_info": "depth"}
-_MSGTYPE = {"rgb": "sensor_msgs/msg/Image", "depth": "sensor_msgs/msg/Image", "lidar": "sensor_msgs/msg/PointCloud2",
-            "radar": "sensor_msgs/msg/PointCloud2", "imu": "sensor_msgs/msg/Imu",
-            "rgb_info": "sensor_msgs/msg/CameraInfo", "depth_info": "sensor_msgs/msg/CameraInfo"}
+CAMERA_INFO_ROLES = {f"{c}_info": c for c in CAMERAS}
+_MSGTYPE = {**{s: spec.message_type for s, spec in SENSOR_SPECS.items()},
+            **dict.fromkeys(CAMERA_INFO_ROLES, CAMERA_INFO_TYPE)}
 _NS = 1_000_000_000
 
 
@@ -214,17 +224,17 @@ class FusionPipeline:
     def assemble(self, ready: ReadyFrame) -> FusionSample:
         """The synchronised messages as one FusionSample in the base frame."""
         frame = ready.synced
-        absence = {role: f"sync:{reason}" if reason != "standby" else "standby" for role, reason in frame.absent.items()}
+        absence = {role: f"{SYNC_PREFIX}{reason}" if reason != STANDBY else STANDBY for role, reason in frame.absent.items()}
         for sensor in SENSORS:
             if sensor not in self.roles:
-                absence[sensor] = "not_subscribed"
+                absence[sensor] = NOT_SUBSCRIBED
         arrays: dict[str, Any] = {}
         for role, msg in frame.messages.items():
             if role == "imu":
                 continue  # the IMU is read as a window below
             base_from = self._placement(role, msg.frame_id)
             if base_from is None:
-                absence[role] = "no_calibration"
+                absence[role] = NO_CALIBRATION
                 continue
             if role in ("lidar", "radar"):
                 points = msg.payload.copy()
@@ -233,7 +243,7 @@ class FusionPipeline:
             else:
                 camera = self._camera(role, msg, base_from)
                 if camera is None:
-                    absence[role] = "no_camera_info"
+                    absence[role] = NO_CAMERA_INFO
                     continue
                 arrays[role] = (msg.payload, camera)
         imu = None
@@ -242,7 +252,7 @@ class FusionPipeline:
             frame_id = ready.imu_window[-1][1].frame_id
             base_from = self._placement("imu", frame_id, n_messages=len(frame.imu) + ("imu" in frame.messages))
             if base_from is None:
-                absence["imu"] = "no_calibration"
+                absence["imu"] = NO_CALIBRATION
             else:
                 raw = np.stack([m.payload for _, m in ready.imu_window])
                 imu = np.concatenate([rotate_vectors(base_from, raw[:, :3]), rotate_vectors(base_from, raw[:, 3:])],
@@ -286,11 +296,11 @@ class FusionPipeline:
         if self.power is not None:
             needed = {"imu"} | {s for name in result.active_experts
                                 for s in self.fusion.expert_sensors[self.fusion.expert_names.index(name)]}
-            lost = {s for s in DETECTION_SENSORS if not sample.present(s) and sample.absence[s] != "standby"}
+            lost = {s for s in DETECTION_SENSORS if not sample.present(s) and sample.absence[s] != STANDBY}
             commands = self.power.update(t_s, needed, result.condition_estimate, lost | set(result.degraded_sensors))
         released = self._apply_power(commands)
         # a sensor draws power unless it stands by: dropped, frozen or warming sensors still do
-        sensors_on = [s for s in SENSORS if sample.absence.get(s) not in ("standby", "not_subscribed")]
+        sensors_on = [s for s in SENSORS if sample.absence.get(s) not in (STANDBY, NOT_SUBSCRIBED)]
         for role in frame.messages:
             self.used[role] += sample.present(role)
         self.used["imu"] += len(frame.imu) if sample.present("imu") else 0  # (an IMU pivot counts above)
@@ -307,7 +317,7 @@ class FusionPipeline:
             if command.sensor not in self.sync.config.roles:
                 continue
             try:
-                frames += self.sync.set_standby(command.sensor, command.state == "standby")
+                frames += self.sync.set_standby(command.sensor, command.state == STANDBY)
             except ValueError as exc:  # the pivot, with no fallback awake: it keeps defining frames
                 log.warning("power: %s stays a synchronisation role: %s", command.sensor, exc)
         self._count_sync_drops()
@@ -323,7 +333,7 @@ class FusionPipeline:
             base_from = self.calibration.lookup(self.mapping.base_frame_id, frame_id)
         except StaticTfError as exc:
             if self.mapping.untransformed_frames != "identity":
-                self._drop(role, "no_calibration", str(exc), n_messages)
+                self._drop(role, NO_CALIBRATION, str(exc), n_messages)
                 return None
             # the mapping says: a recording without calibration, frames taken as mounted at base
             log.warning("%s: frame %r is not in the calibration; taken as mounted at %s (untransformed_frames: "
@@ -337,7 +347,7 @@ class FusionPipeline:
         intr = self._intrinsics.get(role)
         h, w = msg.payload.shape[:2]
         if intr is None:
-            self._drop(role, "no_camera_info", "no CameraInfo received yet")
+            self._drop(role, NO_CAMERA_INFO, "no CameraInfo received yet")
             return None
         if (intr.width_px, intr.height_px) not in ((w, h), (0, 0)):
             self._drop(role, f"{DECODE_ERROR}:camera_info_size", f"CameraInfo {intr.width_px}x{intr.height_px}, "

@@ -15,7 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-PACKAGE = "dyn_fusion"
+from fusion_core.shipped import shipped_path
+
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,8 @@ DDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
 def _config_path(relative: str) -> Path:
-    """``configs/<relative>`` in the source tree, else in the installed share folder: that of the
-    prefix this module is installed under (``<prefix>/lib/python3.X/site-packages/ros_nodes``;
-    a colcon install space or a venv), else the interpreter's."""
-    module = Path(__file__).resolve()
-    candidates = [module.parents[1] / "configs" / relative]
-    if len(module.parents) > 4:
-        candidates.append(module.parents[4] / "share" / PACKAGE / "configs" / relative)
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE / "configs" / relative)
-    return next((c for c in candidates if c.is_file()), candidates[-1])
+    """``configs/<relative>`` in the source tree or the installed share folder (fusion_core.shipped)."""
+    return shipped_path(f"configs/{relative}")
 
 
 def params_file(stack: str = "vehicle") -> Path:

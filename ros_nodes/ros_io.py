@@ -2,7 +2,7 @@
 
 The nodes never build rclpy message objects for sensor data. Messages are built and read with
 the same rosbags type store the bag writer and the bag reader use
-(:func:`sim.writers.ros_types.shared_typestore`), serialised to CDR bytes, and published with
+(:func:`fusion_core.data.ros_types.shared_typestore`), serialised to CDR bytes, and published with
 ``Publisher.publish(bytes)``; subscriptions are created with ``raw=True`` and hand the callback
 the CDR bytes. So one conversion path serves the simulator's bags, live topics and bag replay,
 and a malformed message is a ``DecodeError`` in our code, not a crash inside rclpy.
@@ -36,8 +36,8 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
+from fusion_core.data.ros_types import shared_typestore
 from ros_nodes.node_plan import dds_environment
-from sim.writers.ros_types import shared_typestore
 
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
 # Subscribers keep more: a reader history of 5 overflows (silently, in DDS) whenever the node's

@@ -5,7 +5,7 @@ Run::
     python -m ros_nodes.sim_node --ros-args --params-file configs/vehicle.yaml -p sim.duration_s:=5.0
 
 Parameters: the ``sim.*`` block of ``configs/vehicle.yaml`` (:class:`SimNodeConfig`), read once at
-start-up. Topics (names and types: :mod:`sim.topics`):
+start-up. Topics (names and types: :mod:`fusion_core.data.topics`):
 
 * the five sensors and camera info (``ros_io.SENSOR_QOS``); ground-truth markers and
   detections, ``/sim/labels``, ``/odom``, ``/tf`` (``ros_io.RELIABLE_QOS``); ``/tf_static`` once
@@ -45,6 +45,13 @@ from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
 
 from fusion_core.config_io import ConfigError, param
+from fusion_core.data import topics as T
+from fusion_core.data.topics import (
+    POWER_MESSAGE_TYPE,
+    power_request_topic,
+    power_state_topic,
+)
+from fusion_core.vocabulary import SENSORS
 from ros_nodes import ros_io
 from ros_nodes.node_main import stop_on_signals
 from ros_nodes.node_params import declare_section, read_section
@@ -53,8 +60,6 @@ from ros_nodes.source_counts import (
     SOURCE_COUNTS_TYPE,
     encode_source_counts,
 )
-from sim import topics as T
-from sim.config import SENSOR_NAMES
 from sim.live_frames import (
     FrameBatch,
     FrameProducer,
@@ -62,14 +67,7 @@ from sim.live_frames import (
     SwitchableSimulator,
     frames_for_duration,
 )
-from sim.sensor_power import (
-    POWER_MESSAGE_TYPE,
-    POWER_REQUESTS,
-    PowerStateChange,
-    SensorPowerSwitch,
-    power_request_topic,
-    power_state_topic,
-)
+from sim.sensor_power import POWER_REQUESTS, PowerStateChange, SensorPowerSwitch
 from sim.session import load_with_seed
 from sim.writers.frame_messages import NS_PER_S, FrameMessageBuilder
 
@@ -156,7 +154,7 @@ class SimNode(Node):
             scenario = load_with_seed(cfg.scenario, None if cfg.seed < 0 else cfg.seed)
         except ConfigError as exc:
             raise ConfigError(f"{PARAM_PREFIX}.scenario: {exc}") from None
-        self.power = SensorPowerSwitch(SENSOR_NAMES, cfg.power_warmup_s)
+        self.power = SensorPowerSwitch(SENSORS, cfg.power_warmup_s)
         self._wanted_sensors = self.power.capture_sensors()  # replaced whole, read by the simulating thread
         self.simulator = SwitchableSimulator(scenario, lambda: self._wanted_sensors)
         try:
@@ -173,8 +171,8 @@ class SimNode(Node):
         self._counts_pub = self.create_publisher(ros_io.message_class(SOURCE_COUNTS_TYPE), SOURCE_COUNTS_TOPIC,
                                                  ros_io.LATCHED_QOS)
         self._state_pubs = {s: self.create_publisher(string_cls, power_state_topic(s), ros_io.LATCHED_QOS)
-                            for s in SENSOR_NAMES}
-        for sensor in SENSOR_NAMES:
+                            for s in SENSORS}
+        for sensor in SENSORS:
             self.create_subscription(string_cls, power_request_topic(sensor), self._request_callback(sensor),
                                      ros_io.LATCHED_QOS, raw=True)
         self.add_on_set_parameters_callback(self._refuse_parameter_change)

@@ -42,7 +42,8 @@ def _cli(*args: str) -> None:
 def _data_digest(folder: Path) -> str:
     """sha256 over the collection's files (names and bytes): the simulator and shard writer's part."""
     digest = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+    # collection.json carries the build's wall time (build_s); everything else is what was simulated
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "collection.json"):
         digest.update(f.relative_to(folder).as_posix().encode())
         digest.update(f.read_bytes())
     return digest.hexdigest()

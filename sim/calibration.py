@@ -1,13 +1,13 @@
 """Nominal rig calibration: each sensor's TF frame, its pose on base_link, camera intrinsics."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from fusion_core.data.intrinsics import PinholeIntrinsics
+from fusion_core.data.sensor_calibration import SensorCalibration
 from sim.config import MountConfig, SensorSuiteConfig
 from sim.geometry import BODY_FROM_OPTICAL, rotation_rpy, transform
-from sim.sensors.camera import PinholeIntrinsics
+from fusion_core.vocabulary import CAMERAS
 
 BASE_FRAME = "base_link"
 WORLD_FRAME = "odom"
@@ -18,15 +18,6 @@ FRAME_IDS = {
     "radar": "radar",
     "imu": "imu_link",
 }
-CAMERAS = ("rgb", "depth")
-
-
-@dataclass(frozen=True)
-class SensorCalibration:
-    sensor: str
-    frame_id: str
-    base_from_sensor: np.ndarray             # (4, 4) base_link <- sensor frame
-    intrinsics: PinholeIntrinsics | None     # cameras only
 
 
 def mount_transform(mount: MountConfig, optical: bool) -> np.ndarray:

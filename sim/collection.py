@@ -5,7 +5,7 @@ Layout of a collection directory::
 
     collection.json           {"format": "dyn_fusion.collection", "version": 1, "recipe": {...},
                                "datasets": ["00_clear_s1001", ...]}   (order = frame order)
-    00_clear_s1001/           a shard dataset (sim/writers/shards.py)
+    00_clear_s1001/           a shard dataset (docs/shard_format.md)
     ...
 
 ``fusion_core.data.open_source`` reads a collection as one dataset whose read blocks are the

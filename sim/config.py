@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusion_core.config_io import ConfigError, load_yaml, param
+from fusion_core.shipped import shipped_path
+from fusion_core.vocabulary import CONDITIONS, SENSORS
 
-SENSOR_NAMES: tuple[str, ...] = ("rgb", "depth", "lidar", "radar", "imu")
-CONDITIONS: tuple[str, ...] = ("clear", "night", "rain", "fog", "snow", "glare")
 FAULT_KINDS: tuple[str, ...] = ("dropout", "frozen", "noise_burst", "occlusion", "calibration_drift", "latency")
 
 
@@ -152,7 +152,7 @@ class WeatherConfig:
 class FaultConfig:
     """One fault on one sensor over [start_s, end_s) of simulated time."""
 
-    sensor: str = param("lidar", "sensor the fault hits", choices=SENSOR_NAMES)
+    sensor: str = param("lidar", "sensor the fault hits", choices=SENSORS)
     kind: str = param("dropout", "fault type", choices=FAULT_KINDS)
     start_s: float = param(0.0, "fault onset, seconds from the start of the run", lo=0.0, hi=1e6)
     end_s: float = param(1.0, "fault end (exclusive)", lo=0.0, hi=1e6)
@@ -190,12 +190,7 @@ def load_scenario(path: str | Path) -> ScenarioConfig:
 
 def scenario_dir() -> Path:
     """Where the shipped scenarios live: the source tree, or an installed ament share folder."""
-    here = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
-    if here.is_dir():
-        return here
-    import sys
-
-    return Path(sys.prefix) / "share" / "dyn_fusion" / "configs" / "scenarios"
+    return shipped_path("configs/scenarios")
 
 
 def resolve_scenario(name_or_path: str | Path) -> Path:

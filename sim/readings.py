@@ -8,6 +8,9 @@ Payload layouts (``SensorReading.data``), all in the sensor's own frame:
     radar  (M, 5) float32 columns x, y, z [m], doppler [m/s, positive = receding], rcs [dBsm]
     imu    (6,) float64 linear acceleration x, y, z [m/s^2] (specific force, includes gravity)
            and angular velocity x, y, z [rad/s]
+
+Shard datasets store these payloads as they are; the column names are the format's
+(``fusion_core.data.shard_format``: ``LIDAR_FIELDS``, ``RADAR_FIELDS``, ``IMU_FIELDS``).
 """
 from __future__ import annotations
 
@@ -15,16 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LIDAR_FIELDS = ("x", "y", "z", "intensity", "ring")
-RADAR_FIELDS = ("x", "y", "z", "doppler", "rcs")
-IMU_FIELDS = ("ax", "ay", "az", "gx", "gy", "gz")
-
 
 @dataclass
 class SensorReading:
     """One message-worth of sensor data."""
 
-    sensor: str              # one of sim.config.SENSOR_NAMES
+    sensor: str              # one of fusion_core.vocabulary.SENSORS
     seq: int                 # capture index on the sensor's own clock
     capture_time_s: float    # when the sensor sampled the world (header stamp)
     receive_time_s: float    # when the data reaches a consumer (bag log time); >= capture

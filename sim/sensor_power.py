@@ -1,7 +1,8 @@
 """The simulated sensors' side of power gating: power states driven by "on"/"standby" requests.
 
 This is the driver contract of ``docs/sensor_power_gating.md`` for the simulator, without ROS
-(``ros_nodes.sim_node`` wires it to the request and state topics). States:
+(``ros_nodes.sim_node`` wires it to the request and state topics, whose names and message type
+are in ``fusion_core.data.topics``). States:
 
     on        data is published
     standby   no data at all (and the simulator skips the sensor's ray casting)
@@ -27,20 +28,9 @@ from dataclasses import dataclass
 
 POWER_REQUESTS: tuple[str, ...] = ("on", "standby")
 POWER_STATES: tuple[str, ...] = ("on", "warming", "standby")
-POWER_MESSAGE_TYPE = "std_msgs/msg/String"  # of both topics; latched (reliable, transient local, depth 1)
 # Slack on capture-time comparisons: capture times are float sums (phase + k / rate); a capture
 # "at" the end of the warm-up must not be withheld by a rounding error. Far below any period.
 _TIME_EPS_S = 1e-6
-
-
-def power_request_topic(sensor: str) -> str:
-    """Where the fusion node asks ``sensor`` (short name: rgb, depth, lidar, radar, imu) for a state."""
-    return f"/sensors/{sensor}/power/request"
-
-
-def power_state_topic(sensor: str) -> str:
-    """Where ``sensor``'s driver reports its power state."""
-    return f"/sensors/{sensor}/power/state"
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import numpy as np
 
 from fusion_core.boxes import VX, VY, YAW, X, Y, wrap_angle
 from fusion_core.config_io import ConfigError
+from fusion_core.vocabulary import DETECTION_SENSORS, SENSORS
 from sim.calibration import rig_calibration
-from sim.config import SENSOR_NAMES, ScenarioConfig
+from sim.config import ScenarioConfig
 from sim.ego import EgoState
 from sim.faults import FaultSchedule, delivery_delay_s, drift_transform
 from sim.raycast import CastScene
@@ -30,7 +31,7 @@ from sim.weather import weather_effects
 from sim.world import World
 
 _SCENE_MARGIN_M = 10.0
-_SENSOR_INDEX = {name: i for i, name in enumerate(SENSOR_NAMES)}
+_SENSOR_INDEX = {name: i for i, name in enumerate(SENSORS)}
 
 
 def capture_indices(t0_s: float, t1_s: float, rate_hz: float, phase_s: float) -> range:
@@ -90,7 +91,7 @@ class Simulator:
             readings: list[SensorReading] = []
             dropped: list[DroppedReading] = []
             lidar_objects = None
-            for sensor in ("rgb", "depth", "lidar", "radar"):
+            for sensor in DETECTION_SENSORS:
                 sc = getattr(cfg.sensors, sensor)
                 for k in capture_indices(t0, t1, sc.rate_hz, sc.phase_s):
                     t = sc.phase_s + k / sc.rate_hz

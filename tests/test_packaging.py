@@ -1,4 +1,5 @@
-"""The ROS 2 package: colcon builds it and installs executables, launch files and configs."""
+"""The ROS 2 package: colcon builds it and installs executables, launch files, configs and the
+stored reference frame fusion_node starts from."""
 from __future__ import annotations
 
 import ast
@@ -13,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_FILES = ["setup.py", "setup.cfg", "package.xml", "requirements.txt", "resource", "launch", "configs",
-                 "dyn_fusion", "fusion_core", "ros_nodes", "sim"]
+                 "models/default_reference", "dyn_fusion", "fusion_core", "ros_nodes", "sim"]
+REFERENCE_FRAME = Path("models") / "default_reference"  # fusion.reference_frame's default
 
 
 def _setup_packages() -> list[str]:
@@ -71,6 +73,11 @@ def test_colcon_build_installs_scripts_launch_and_configs(tmp_path):
     installed = {p.relative_to(share / "configs") for p in (share / "configs").rglob("*") if p.is_file()}
     assert installed == shipped and Path("dds/fastdds.xml") in installed
     assert all((share / "configs" / f).read_bytes() == (ROOT / "configs" / f).read_bytes() for f in shipped)
+    # the reference frame (a shard dataset: index and shard), byte for byte
+    reference = sorted(p.name for p in (ROOT / REFERENCE_FRAME).iterdir())
+    assert "index.json" in reference and any(f.endswith(".npz") for f in reference)
+    assert sorted(p.name for p in (share / REFERENCE_FRAME).iterdir()) == reference
+    assert all((share / REFERENCE_FRAME / f).read_bytes() == (ROOT / REFERENCE_FRAME / f).read_bytes() for f in reference)
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "dyn_fusion").is_file()
     # Only our packages were installed as Python modules: no tests/ or launch/ leaking in.
     site = next(install.glob("lib/python3*/site-packages"))

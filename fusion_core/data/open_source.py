@@ -9,8 +9,6 @@ import numpy as np
 from fusion_core.config_io import ConfigError
 from fusion_core.data.sample import FusionSample
 
-DEFAULT_TOPICS = Path(__file__).resolve().parents[2] / "configs" / "data" / "sim_bag.yaml"
-
 
 def open_source(path: Path | str, topics: Path | str | None = None) -> Sequence[FusionSample]:
     """A Sequence[FusionSample] over ``path`` (a shard dataset, a collection of them, or a
@@ -30,8 +28,8 @@ def open_source(path: Path | str, topics: Path | str | None = None) -> Sequence[
         raise ConfigError(f"data: {path} is neither a shard dataset (index.json), a collection (collection.json) "
                           "nor a rosbag")
     from fusion_core.data.rosbag_source import RosbagSource
-    from fusion_core.data.topic_mapping import TopicMapping
-    return RosbagSource(path, TopicMapping.load(topics or DEFAULT_TOPICS))
+    from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
+    return RosbagSource(path, TopicMapping.load(topics or data_config_dir() / "sim_bag.yaml"))
 
 
 class FrameSubset(Sequence):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fusion_core.boxes import BOX_DIM, CLASS_NAMES, wrap_angle
-from sim.sensors.camera import PinholeIntrinsics
+from fusion_core.data.intrinsics import PinholeIntrinsics
 
 
 class DecodeError(ValueError):

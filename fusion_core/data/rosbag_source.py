@@ -56,25 +56,32 @@ from rosbags.highlevel import AnyReader
 from fusion_core.boxes import CLASS_NAMES, YAW, wrap_angle
 from fusion_core.data import ros_decode as rd
 from fusion_core.data.geometry import rotate_vectors, transform_points
+from fusion_core.data.intrinsics import PinholeIntrinsics
+from fusion_core.data.ros_types import ros2_typestore
 from fusion_core.data.sample import CameraGeometry, FusionSample
 from fusion_core.data.static_tf import StaticTfError, StaticTfTree
 from fusion_core.data.topic_mapping import TopicMapping
-from sim.sensors.camera import PinholeIntrinsics
+from fusion_core.vocabulary import (
+    CAMERA_INFO_TYPE,
+    CAMERAS,
+    DECODE_ERROR,
+    DETECTION_SENSORS,
+    DROPPED_BY_FAULT,
+    NO_CAMERA_INFO,
+    NO_MESSAGE,
+    NOT_RECORDED,
+    SENSOR_SPECS,
+    SENSORS,
+)
 
 log = logging.getLogger(__name__)
 
-ABSENT_NOT_RECORDED = "not_recorded"
-ABSENT_NO_MESSAGE = "no_message"
-ABSENT_DROPPED = "dropped_by_fault"
-ABSENT_NO_CAMERA_INFO = "no_camera_info"
-DECODE_ERROR = "decode_error"
 NAN_POINTS = "nan_points"  # drops key: points (not messages) dropped for a non-finite coordinate
 
 _POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 _EXPECTED_TYPE = {
-    "rgb": "sensor_msgs/msg/Image", "depth": "sensor_msgs/msg/Image", "lidar": _POINT_CLOUD2,
-    "radar": _POINT_CLOUD2, "imu": "sensor_msgs/msg/Imu", "rgb_info": "sensor_msgs/msg/CameraInfo",
-    "depth_info": "sensor_msgs/msg/CameraInfo", "ground_truth": "vision_msgs/msg/Detection3DArray",
+    **{s: spec.message_type for s, spec in SENSOR_SPECS.items()},
+    **{f"{c}_info": CAMERA_INFO_TYPE for c in CAMERAS}, "ground_truth": "vision_msgs/msg/Detection3DArray",
     "labels": "diagnostic_msgs/msg/DiagnosticArray", "tf_static": "tf2_msgs/msg/TFMessage",
 }
 _NS = 1_000_000_000
@@ -82,10 +89,7 @@ _NS = 1_000_000_000
 
 @cache
 def fallback_typestore():
-    """ROS 2 types (Kilted + the vision_msgs of our bags) for bags without embedded definitions
-    (imported on first use so importing this module does not pull in the simulator package)."""
-    from sim.writers.ros_types import ros2_typestore
-
+    """ROS 2 types (Kilted + the vision_msgs of our bags) for bags without embedded definitions."""
     return ros2_typestore()
 
 
@@ -224,7 +228,7 @@ class RosbagSource(Sequence[FusionSample]):
         self.time_origin_ns = int(self.custom_data.get("dyn_fusion.epoch_ns", 0))
         self.scenario_name: str | None = self.custom_data.get("dyn_fusion.scenario")
         self.calibration: dict[str, np.ndarray] = {}
-        for sensor in ("rgb", "depth", "lidar", "radar", "imu"):
+        for sensor in SENSORS:
             good = [e for e in getattr(self._streams.get(sensor), "entries", ()) if e.error is None]
             if good:
                 self.calibration[sensor] = self._base_from[good[0].frame_id]
@@ -339,7 +343,7 @@ class RosbagSource(Sequence[FusionSample]):
     def _attach_camera_geometry(self) -> None:
         """Pair each image with the CameraInfo of the same stamp (else the newest before it,
         else the first) and check that the sizes agree."""
-        for cam in ("rgb", "depth"):
+        for cam in CAMERAS:
             images, infos = self._streams.get(cam), self._streams.get(f"{cam}_info")
             if images is None:
                 continue
@@ -347,7 +351,7 @@ class RosbagSource(Sequence[FusionSample]):
                 if e.error is not None:
                     continue
                 if infos is None or not infos.entries:
-                    e.error = ABSENT_NO_CAMERA_INFO
+                    e.error = NO_CAMERA_INFO
                     continue
                 k = max(0, int(np.searchsorted(infos.stamps, e.stamp_ns, side="right")) - 1)
                 info = infos.entries[k]
@@ -385,14 +389,14 @@ class RosbagSource(Sequence[FusionSample]):
         labels: rd.Labels | None = None if labels_entry is None else labels_entry.payload
         absence: dict[str, str] = {}
         picked: dict[str, _Entry] = {}
-        for sensor in ("rgb", "depth", "lidar", "radar"):
+        for sensor in DETECTION_SENSORS:
             if sensor not in self._streams:
-                absence[sensor] = ABSENT_NOT_RECORDED
+                absence[sensor] = NOT_RECORDED
                 continue
             e = (self._streams[sensor].entries[i] if sensor == m.reference_sensor
                  else self._nearest(sensor, t, tol.for_stream(sensor)))
             if e is None:
-                absence[sensor] = ABSENT_DROPPED if self._dropped(sensor, [labels]) else ABSENT_NO_MESSAGE
+                absence[sensor] = DROPPED_BY_FAULT if self._dropped(sensor, [labels]) else NO_MESSAGE
             elif e.error is not None:
                 absence[sensor] = e.error
             else:
@@ -438,14 +442,14 @@ class RosbagSource(Sequence[FusionSample]):
         """(K, 6) float32 samples with stamps in (t - window, t], rotated to base_link axes."""
         stream = self._streams.get("imu")
         if stream is None:
-            absence["imu"] = ABSENT_NOT_RECORDED
+            absence["imu"] = NOT_RECORDED
             return None
         lo = t - round(self.mapping.imu_window_s * _NS)
         idx = stream.window(lo, t)
         if not idx:
             labels = self._streams.get("labels")
             window_labels = [] if labels is None else [labels.entries[k].payload for k in labels.window(lo, t)]
-            absence["imu"] = ABSENT_DROPPED if self._dropped("imu", window_labels) else ABSENT_NO_MESSAGE
+            absence["imu"] = DROPPED_BY_FAULT if self._dropped("imu", window_labels) else NO_MESSAGE
             return None
         entries = stream.entries[idx.start:idx.stop]
         raw = np.stack([e.payload for e in entries])

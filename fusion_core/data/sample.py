@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SENSORS = ("rgb", "depth", "lidar", "radar", "imu")
+from fusion_core.vocabulary import SENSOR_SPECS
+
 IMU_CHANNELS = ("ax_mps2", "ay_mps2", "az_mps2", "gx_radps", "gy_radps", "gz_radps")
 
 
@@ -78,8 +79,7 @@ class FusionSample:
 
     def without(self, sensor: str, reason: str) -> FusionSample:
         """A copy with ``sensor`` absent for ``reason`` (training-time sensor dropout, gating)."""
-        attrs = {"rgb": ("rgb", "rgb_camera"), "depth": ("depth_m", "depth_camera"), "lidar": ("lidar_xyzi",),
-                 "radar": ("radar_xyzdr",), "imu": ("imu",)}[sensor]
+        attrs = SENSOR_SPECS[sensor].fields
         kwargs = {name: getattr(self, name) for name in self.__dataclass_fields__}
         for name in attrs:
             kwargs[name] = None

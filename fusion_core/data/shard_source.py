@@ -13,7 +13,7 @@ import numpy as np
 
 from fusion_core.data.geometry import rotate_vectors, transform_points
 from fusion_core.data.sample import CameraGeometry, FusionSample
-from sim.writers.shards import ShardDataset
+from fusion_core.data.shard_reader import ShardDataset
 
 
 def finite_xyz(points: np.ndarray) -> np.ndarray:

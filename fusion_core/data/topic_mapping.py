@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusion_core.config_io import ConfigError, load_yaml, param
+from fusion_core.shipped import shipped_path
+from fusion_core.vocabulary import CAMERAS, DETECTION_SENSORS, SENSORS
 
-DETECTION_SENSORS = ("rgb", "depth", "lidar", "radar")
-REFERENCE_SENSORS = (*DETECTION_SENSORS, "imu")  # "imu": only when no detection sensor is mapped
 UNTRANSFORMED_FRAME_POLICIES = ("error", "identity")
 
 
@@ -67,7 +67,7 @@ class TopicMapping:
     ground_truth_topic: str = param("", "vision_msgs/Detection3DArray ground truth ('' = none)")
     labels_topic: str = param("", "diagnostic_msgs/DiagnosticArray condition/fault labels as /sim/labels ('' = none)")
     reference_sensor: str = param("lidar", "one sample per message of this sensor ('imu' only without detection sensors)",
-                                  choices=REFERENCE_SENSORS)
+                                  choices=SENSORS)
     sync_tolerance_s: SyncTolerance = param(SyncTolerance(), "per-stream header-stamp tolerance around the reference")
     imu_window_s: float = param(0.5, "IMU samples with stamps in (t - window, t] join a sample", lo=1e-3, hi=60.0)
     base_frame_id: str = param("base_link", "frame everything is expressed in (must be in the static TF tree)")
@@ -86,7 +86,7 @@ class TopicMapping:
         if not self.sensor_topic(self.reference_sensor):
             raise ConfigError(f"reference_sensor: {self.reference_sensor!r} has no topic "
                               f"({self.reference_sensor}_topic is empty); pick a recorded sensor")
-        for cam in ("rgb", "depth"):
+        for cam in CAMERAS:
             if getattr(self, f"{cam}_image_topic") and not getattr(self, f"{cam}_camera_info_topic"):
                 raise ConfigError(f"{cam}_camera_info_topic: required when {cam}_image_topic is set "
                                   f"(the intrinsics come from CameraInfo)")
@@ -97,7 +97,7 @@ class TopicMapping:
 
     def sensor_topic(self, sensor: str) -> str:
         """Data topic of ``sensor`` ('' when it is not in the recording)."""
-        return getattr(self, f"{sensor}_image_topic" if sensor in ("rgb", "depth") else f"{sensor}_topic")
+        return getattr(self, f"{sensor}_image_topic" if sensor in CAMERAS else f"{sensor}_topic")
 
     def camera_info_topic(self, camera: str) -> str:
         return getattr(self, f"{camera}_camera_info_topic")
@@ -110,12 +110,7 @@ class TopicMapping:
 
 def data_config_dir() -> Path:
     """Where the shipped mappings live: ``configs/data`` in the source tree (or the installed share folder)."""
-    here = Path(__file__).resolve().parents[2] / "configs" / "data"
-    if here.is_dir():
-        return here
-    import sys
-
-    return Path(sys.prefix) / "share" / "dyn_fusion" / "configs" / "data"
+    return shipped_path("configs/data")
 
 
 def resolve_topic_mapping(name_or_path: str | Path) -> Path:

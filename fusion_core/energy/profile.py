@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusion_core.config_io import ConfigError, load_yaml, param
+from fusion_core.shipped import shipped_path
+from fusion_core.vocabulary import SENSORS
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,14 @@ class SensorPower:
     radar_w: float = param(6.6, "radar", lo=0.0, hi=1000.0)
     imu_w: float = param(0.4, "IMU", lo=0.0, hi=1000.0)
 
+    def __post_init__(self):
+        # one field per sensor of the vocabulary, in its order (a new sensor needs its power here)
+        if self.sensor_names() != SENSORS:
+            raise ConfigError(f"SensorPower fields {self.sensor_names()} do not match the sensors {SENSORS}")
+
     @classmethod
     def sensor_names(cls) -> tuple[str, ...]:
-        """The sensors a profile knows: ``("rgb", "depth", "lidar", "radar", "imu")``."""
+        """The sensors a profile knows: fusion_core.vocabulary.SENSORS."""
         return tuple(f.name.removesuffix("_w") for f in dataclasses.fields(cls))
 
     def power_w(self, sensor: str) -> float:
@@ -53,12 +60,7 @@ class DeviceProfile:
 
 def energy_profile_dir() -> Path:
     """Where the shipped profiles live: ``configs/energy`` in the source tree (or the installed share folder)."""
-    here = Path(__file__).resolve().parents[2] / "configs" / "energy"
-    if here.is_dir():
-        return here
-    import sys
-
-    return Path(sys.prefix) / "share" / "dyn_fusion" / "configs" / "energy"
+    return shipped_path("configs/energy")
 
 
 def load_device_profile(name_or_path: str | Path) -> DeviceProfile:

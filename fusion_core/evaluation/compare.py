@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion_core.evaluation.dynamic_eval import ModeEvaluation
+from fusion_core.gates.modes import GATES
 from fusion_core.gates.settings import GateSettings
 
 
@@ -20,19 +21,16 @@ class CompareMode:
 
 
 def mode_label(settings: GateSettings) -> str:
-    """The column name of a mode: "static", "attention k=2", "loss λ=5", ..."""
-    if settings.mode == "attention":
-        return f"attention k={settings.k}"
-    if settings.mode in ("loss", "oracle"):
-        return f"{settings.mode} λ={settings.lam_per_j:g}"
-    return settings.mode
+    """The column name of a mode: "static", "attention k=2", "loss λ=5", ... (``Gate.label``)."""
+    return GATES[settings.mode].label(settings)
 
 
 def default_modes(k_values: Sequence[int] = (1, 2, 3, 7), lams_per_j: Sequence[float] = (0.0, 5.0, 30.0, 100.0),
                   gamma: float = 0.5) -> list[CompareMode]:
-    settings = [GateSettings(mode="static"), GateSettings(mode="late"), GateSettings(mode="knowledge")]
-    settings += [GateSettings(mode="attention", k=k) for k in k_values]
-    settings += [GateSettings(mode=m, gamma=gamma, lam_per_j=lam) for m in ("loss", "oracle") for lam in lams_per_j]
+    """Every registered gate, in ``GATES`` order, with the settings it is compared at
+    (``Gate.compare_settings``: attention per k, loss and oracle per λ at ``gamma``)."""
+    settings = [s for gate in GATES.values()
+                for s in gate.compare_settings(GateSettings(), k_values=k_values, lams_per_j=lams_per_j, gamma=gamma)]
     return [CompareMode(mode_label(s), s) for s in settings]
 
 

@@ -21,8 +21,8 @@ from fusion_core.energy.profile import DeviceProfile
 from fusion_core.metrics.average_precision import DetectionEvaluator, GroupMetrics
 from fusion_core.metrics.model_eval import in_region
 from fusion_core.model.batch import BatchCollator
-from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 
 @dataclass

@@ -13,7 +13,9 @@ run-time settings: change one with :meth:`ExitPolicy.with_settings` (validated; 
     deadline    DeadlineExit   anytime: stop when the next stage would not finish by the deadline
 
 :func:`simulate_exits` replays a policy on confidences of all exits computed offline (evaluation,
-budget sweeps).
+budget sweeps). :func:`exit_policy_from_settings` builds the policy run-time settings
+(``fusion_core.exits.settings.ExitSettings``) name, through ``POLICIES`` and each class's
+:meth:`ExitPolicy.from_settings`.
 
 In the head's stage loop (frames that stopped are dropped from the batch by the caller)::
 
@@ -30,19 +32,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 
+from fusion_core.config_io import ConfigError
 from fusion_core.exits.budget import (
     BudgetSolution,
     solve_budget_thresholds,
     validated_costs,
 )
 from fusion_core.exits.error_predictor import ErrorPredictor
+from fusion_core.exits.settings import ExitSettings
+
+if TYPE_CHECKING:  # the calibration module builds policies: imported for the type only
+    from fusion_core.exits.calibration import ExitCalibration
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +79,20 @@ class ExitDecision:
     missed_deadline: torch.Tensor  # (B,) bool: not even exit 0 finished by the deadline
 
 
+@dataclass(frozen=True, eq=False)
+class ExitResources:
+    """What building a policy from its settings may need besides them (:meth:`ExitPolicy.from_settings`)."""
+
+    calibration: ExitCalibration | None = None  # stored with the gates: the budget and error policies
+    stage_ms: Callable[[], tuple[float, ...]] | None = None  # measures (K,) head stage times, ms: deadline
+
+
+def _calibration(name: str, resources: ExitResources) -> ExitCalibration:
+    if resources.calibration is None:
+        raise ConfigError(f"exit policy {name} needs gates trained with exit calibration (dyn-fusion train-gates)")
+    return resources.calibration
+
+
 def _query(exit_index: int, confidences: torch.Tensor, n_exits: int, elapsed_ms: torch.Tensor | float,
            extra_features: torch.Tensor | None) -> ExitQuery:
     if not 0 <= exit_index < n_exits:
@@ -96,6 +117,12 @@ class ExitPolicy(ABC):
     """One stop rule; subclasses are frozen dataclasses of their settings."""
 
     name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: ExitSettings, resources: ExitResources) -> ExitPolicy:
+        """The policy with the run-time ``settings`` that concern it; ConfigError (one line) naming
+        what ``settings`` or ``resources`` lack."""
 
     def stop(self, exit_index: int, confidences: torch.Tensor, *, n_exits: int,
              elapsed_ms: torch.Tensor | float = 0.0, extra_features: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,6 +170,10 @@ class LastExit(ExitPolicy):
 
     name: ClassVar[str] = "last"
 
+    @classmethod
+    def from_settings(cls, settings: ExitSettings, resources: ExitResources) -> LastExit:
+        return cls()
+
     def _stop_early(self, query: ExitQuery) -> torch.Tensor:
         return torch.zeros(query.confidences.shape[0], dtype=torch.bool)
 
@@ -163,6 +194,10 @@ class ConfidenceExit(ExitPolicy):
         if any(math.isnan(t) for t in values):
             raise ValueError(f"thresholds must be numbers (not NaN), got {self.thresholds!r}")
         object.__setattr__(self, "thresholds", values if many else values[0])
+
+    @classmethod
+    def from_settings(cls, settings: ExitSettings, resources: ExitResources) -> ConfidenceExit:
+        return cls(thresholds=settings.threshold)
 
     def _stop_early(self, query: ExitQuery) -> torch.Tensor:
         if isinstance(self.thresholds, tuple):
@@ -185,6 +220,10 @@ class BudgetExit(ExitPolicy):
         object.__setattr__(self, "cumulative_cost", tuple(validated_costs(self.cumulative_cost).tolist()))
         object.__setattr__(self, "solution", solve_budget_thresholds(
             self.validation_confidences, self.cumulative_cost, self.target_mean_cost))
+
+    @classmethod
+    def from_settings(cls, settings: ExitSettings, resources: ExitResources) -> BudgetExit:
+        return _calibration(cls.name, resources).budget_policy(settings.budget)
 
     @property
     def thresholds(self) -> tuple[float, ...]:
@@ -210,6 +249,10 @@ class ErrorExit(ExitPolicy):
         object.__setattr__(self, "cumulative_cost", tuple(cost.tolist()))
         if not (math.isfinite(self.lam) and self.lam >= 0):
             raise ValueError(f"lam must be finite and >= 0, got {self.lam}")
+
+    @classmethod
+    def from_settings(cls, settings: ExitSettings, resources: ExitResources) -> ErrorExit:
+        return _calibration(cls.name, resources).error_policy(settings.lam)
 
     def plan(self, query: ExitQuery) -> torch.Tensor:
         """(B,) int64 exit j* each frame would head for, from exit k."""
@@ -249,6 +292,14 @@ class DeadlineExit(ExitPolicy):
         if not stages or not all(math.isfinite(t) and t >= 0 for t in stages):
             raise ValueError(f"predicted_stage_ms must be non-empty, finite and >= 0, got {self.predicted_stage_ms!r}")
         object.__setattr__(self, "predicted_stage_ms", stages)
+
+    @classmethod
+    def from_settings(cls, settings: ExitSettings, resources: ExitResources) -> DeadlineExit:
+        if settings.deadline_ms is None:
+            raise ConfigError("exit policy deadline needs a deadline in ms (deadline_ms)")
+        if resources.stage_ms is None:
+            raise ConfigError("exit policy deadline needs the detector and a frame to time its stages on")
+        return cls(deadline_ms=settings.deadline_ms, predicted_stage_ms=resources.stage_ms())
 
     @property
     def predicted_finish_ms(self) -> torch.Tensor:
@@ -299,6 +350,12 @@ def make_exit_policy(name: str, **settings) -> ExitPolicy:
     if missing:
         raise ValueError(f"exit policy {name!r} needs setting(s) {', '.join(missing)}")
     return cls(**settings)
+
+
+def exit_policy_from_settings(settings: ExitSettings, resources: ExitResources = ExitResources()) -> ExitPolicy:
+    """The policy ``settings.policy`` names, built from ``settings`` (and ``resources`` where it
+    needs calibration or stage times); ConfigError naming what is missing."""
+    return POLICIES[settings.policy].from_settings(settings, resources)
 
 
 @dataclass(frozen=True, eq=False)

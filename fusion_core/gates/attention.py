@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fusion_core.gates.fitting import FeatureScaler
-from fusion_core.gates.settings import GateDecision
+from fusion_core.gates.gate import GateDecision
 
 _NEG = -1e9  # a large negative instead of -inf keeps softmax and top-k NaN-free with no expert available
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusion_core.config_io import ConfigError, load_yaml, param
-from fusion_core.gates.context_head import CONDITIONS
 from fusion_core.gates.frame_target import FRAME_TARGETS
 from fusion_core.gates.loss_gate import ExpertConfiguration
+from fusion_core.vocabulary import CONDITIONS
 
 
 @dataclass(frozen=True)

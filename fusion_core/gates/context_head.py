@@ -17,20 +17,20 @@ from torch import nn
 
 from fusion_core.data.sample import FusionSample
 from fusion_core.gates.fitting import FeatureScaler, fit_full_batch
-from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.model.context_signals import N_CONTEXT_SIGNALS
 from fusion_core.model.inputs import IMU_FEATURES, ModelInputs
+from fusion_core.vocabulary import (  # CONDITIONS: the order of the head's outputs
+    CONDITIONS,
+    DETECTION_SENSORS,
+)
 
-# The simulator's conditions (sim.config.CONDITIONS), in the order of the head's outputs.
-CONDITIONS: tuple[str, ...] = ("clear", "night", "rain", "fog", "snow", "glare")
-HEALTH_SENSORS: tuple[str, ...] = DETECTION_SENSORS
 N_CONTEXT_INPUTS = N_CONTEXT_SIGNALS + IMU_FEATURES + len(DETECTION_SENSORS) + 1
 
 
 @dataclass
 class ContextEstimate:
     condition_prob: torch.Tensor  # (B, len(CONDITIONS)) softmax over conditions
-    degraded_prob: torch.Tensor   # (B, len(HEALTH_SENSORS)) chance each present sensor is degraded (0 if absent)
+    degraded_prob: torch.Tensor   # (B, len(DETECTION_SENSORS)) chance each present sensor is degraded (0 if absent)
 
     @property
     def condition_index(self) -> torch.Tensor:
@@ -41,7 +41,7 @@ class ContextEstimate:
         return [CONDITIONS[int(i)] for i in self.condition_index]
 
     def features(self) -> torch.Tensor:
-        """(B, len(CONDITIONS) + len(HEALTH_SENSORS)) the estimate as gate input features."""
+        """(B, len(CONDITIONS) + len(DETECTION_SENSORS)) the estimate as gate input features."""
         return torch.cat([self.condition_prob, self.degraded_prob], 1)
 
 
@@ -58,7 +58,7 @@ class ContextHead(nn.Module):
         self.body = nn.Sequential(nn.Linear(N_CONTEXT_INPUTS, hidden), nn.ReLU(inplace=True),
                                   nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
         self.condition = nn.Linear(hidden, len(CONDITIONS))
-        self.degraded = nn.Linear(hidden, len(HEALTH_SENSORS))
+        self.degraded = nn.Linear(hidden, len(DETECTION_SENSORS))
         self.scaler = FeatureScaler(N_CONTEXT_INPUTS)
 
     def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,8 +77,8 @@ class ContextHead(nn.Module):
 @dataclass
 class ContextLabels:
     condition: torch.Tensor  # (N,) int64 index into CONDITIONS
-    degraded: torch.Tensor   # (N, len(HEALTH_SENSORS)) float 0/1: a fault is active on the present sensor
-    present: torch.Tensor    # (N, len(HEALTH_SENSORS)) bool
+    degraded: torch.Tensor   # (N, len(DETECTION_SENSORS)) float 0/1: a fault is active on the present sensor
+    present: torch.Tensor    # (N, len(DETECTION_SENSORS)) bool
 
 
 def context_labels(samples: Sequence[FusionSample]) -> ContextLabels:
@@ -89,9 +89,9 @@ def context_labels(samples: Sequence[FusionSample]) -> ContextLabels:
             raise ValueError(f"frame at t={s.time_s:.3f} s has condition {s.condition!r}; "
                              f"the context head needs one of {CONDITIONS}")
         cond.append(CONDITIONS.index(s.condition))
-        here = [s.present(x) for x in HEALTH_SENSORS]
+        here = [s.present(x) for x in DETECTION_SENSORS]
         present.append(here)
-        degraded.append([float(p and x in s.faults) for x, p in zip(HEALTH_SENSORS, here)])
+        degraded.append([float(p and x in s.faults) for x, p in zip(DETECTION_SENSORS, here)])
     return ContextLabels(torch.tensor(cond), torch.tensor(degraded), torch.tensor(present))
 
 
@@ -115,7 +115,7 @@ def score_context(estimate: ContextEstimate, labels: ContextLabels) -> ContextAc
     per_condition = {c: float(confusion[i, i] / confusion[i].sum()) for i, c in enumerate(CONDITIONS) if confusion[i].sum()}
     flags = (estimate.degraded_prob > 0.5).float()
     degraded = {}
-    for j, sensor in enumerate(HEALTH_SENSORS):
+    for j, sensor in enumerate(DETECTION_SENSORS):
         here = labels.present[:, j]
         if bool(here.any()):
             degraded[sensor] = float((flags[here, j] == labels.degraded[here, j]).float().mean())

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import torch
 
 from fusion_core.config_io import ConfigError
-from fusion_core.gates.context_head import CONDITIONS, HEALTH_SENSORS, ContextEstimate
+from fusion_core.gates.context_head import ContextEstimate
+from fusion_core.vocabulary import CONDITIONS, DETECTION_SENSORS
 
 DEGRADED_THRESHOLD = 0.5
 
@@ -33,8 +34,8 @@ def rule_masks(rules: dict[str, tuple[str, ...]], expert_names: Sequence[str]) -
 
 
 def expert_sensor_matrix(expert_sensors: Sequence[Sequence[str]]) -> torch.Tensor:
-    """(E, len(HEALTH_SENSORS)) bool: expert e reads sensor s (built once, not per frame)."""
-    return torch.tensor([[s in sensors for s in HEALTH_SENSORS] for sensors in expert_sensors])
+    """(E, len(DETECTION_SENSORS)) bool: expert e reads sensor s (built once, not per frame)."""
+    return torch.tensor([[s in sensors for s in DETECTION_SENSORS] for sensors in expert_sensors])
 
 
 def knowledge_active(rules: torch.Tensor, context: ContextEstimate, available: torch.Tensor,

@@ -9,14 +9,19 @@ bounds what any gate could reach with these experts.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from fusion_core.config_io import ConfigError, param
 from fusion_core.gates.fitting import FeatureScaler
+from fusion_core.gates.frame_target import frame_target
+from fusion_core.model.detector import EncodedFrames, FusionDetector
+from fusion_core.model.targets import DetectionTargets
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,29 @@ def configuration_sensor_j(active: torch.Tensor, expert_uses_sensor: torch.Tenso
     """
     reads = (active[..., None] & expert_uses_sensor[None, None]).any(2)  # (B, C, S)
     return (reads.to(sensor_j.dtype) * sensor_j).sum(-1)
+
+
+def true_configuration_targets(detector: FusionDetector, encoded: EncodedFrames, available: torch.Tensor,
+                               masks: torch.Tensor, kind: str, targets: DetectionTargets,
+                               visible_ground_truth: np.ndarray | None) -> torch.Tensor:
+    """(1, C) the oracle's view of one frame: the last-exit ``kind`` target (``frame_target``) of
+    every configuration ``masks`` (C, E) against ground truth; inf where none of a configuration's
+    experts is ``available`` (1, E). ``visible_ground_truth`` (G, BOX_DIM) for detection_error.
+    ``detector.calls`` is left as it was (the oracle is a bound: its work is not the frame's)."""
+    visible = None if visible_ground_truth is None else [visible_ground_truth]
+    calls = Counter(detector.calls)
+    outputs = detector.expert_outputs(encoded, available)
+    losses = []
+    for mask in masks:
+        active = available & mask[None]
+        if not bool(active.any()):
+            losses.append(torch.full((1,), float("inf")))
+            continue
+        exits, _ = detector.head(detector.combine(outputs, detector.static_weights(active), encoded.imu_context))
+        losses.append(frame_target(kind, exits[-1], targets, visible, detector.config))
+    detector.calls.clear()
+    detector.calls.update(calls)
+    return torch.stack(losses, 1)
 
 
 class LossPredictor(nn.Module):

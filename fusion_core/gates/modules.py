@@ -15,20 +15,21 @@ from fusion_core.gates.attention import AttentionGate
 from fusion_core.gates.config import GatesConfig
 from fusion_core.gates.context_head import (
     CONDITIONS,
-    HEALTH_SENSORS,
+    DETECTION_SENSORS,
     ContextEstimate,
     ContextHead,
 )
 from fusion_core.gates.knowledge import rule_masks
 from fusion_core.gates.loss_gate import LossPredictor, configuration_masks
-from fusion_core.model.config import DETECTION_SENSORS, ModelConfig
+from fusion_core.model.config import ModelConfig
 from fusion_core.model.detector import EncodedFrames
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 FORMAT = "dyn_fusion.gates"
 VERSION = 1
 
 
-CONTEXT_FEATURES = len(CONDITIONS) + len(HEALTH_SENSORS) + len(DETECTION_SENSORS)  # estimate + presence flags
+CONTEXT_FEATURES = len(CONDITIONS) + len(DETECTION_SENSORS) + len(DETECTION_SENSORS)  # estimate + presence flags
 
 
 def gate_feature_size(model_config: ModelConfig) -> int:

@@ -14,9 +14,10 @@ from fusion_core.data.open_source import FrameSubset, source_blocks
 from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY, FusionSample
 from fusion_core.metrics.average_precision import DetectionEvaluator, GroupMetrics
 from fusion_core.model.batch import BatchCollator
-from fusion_core.model.config import DETECTION_SENSORS, BevGridConfig
+from fusion_core.model.config import BevGridConfig
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import FusionDetector
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 
 def in_region(boxes: np.ndarray, grid: BevGridConfig) -> np.ndarray:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from fusion_core.boxes import CLASS_NAMES
 from fusion_core.config_io import ConfigError, load_yaml, param
-
-DETECTION_SENSORS = ("rgb", "depth", "lidar", "radar")  # sensors that feed the BEV grid (the IMU gives context)
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class ExpertConfig:
     """One fusion expert: an early fusion of some stems' BEV features."""
 
     name: str = param("all", "unique name (used in gate tables and energy ledgers)")
-    sensors: tuple[str, ...] = param(("rgb", "depth", "lidar", "radar"), "stems this expert fuses")
+    sensors: tuple[str, ...] = param(DETECTION_SENSORS, "stems this expert fuses")
 
     def __post_init__(self):
         for s in self.sensors:
@@ -66,7 +65,7 @@ class ExpertConfig:
 _DEFAULT_EXPERTS = (
     ExpertConfig("lidar", ("lidar",)), ExpertConfig("radar", ("radar",)), ExpertConfig("depth", ("depth",)),
     ExpertConfig("rgb", ("rgb",)), ExpertConfig("camera_depth", ("rgb", "depth")),
-    ExpertConfig("lidar_radar", ("lidar", "radar")), ExpertConfig("all", ("rgb", "depth", "lidar", "radar")),
+    ExpertConfig("lidar_radar", ("lidar", "radar")), ExpertConfig("all", DETECTION_SENSORS),
 )
 
 

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fusion_core.model.config import DETECTION_SENSORS, ModelConfig
+from fusion_core.model.config import ModelConfig
 from fusion_core.model.experts import FusionExpert
 from fusion_core.model.head import ExitOutput, MultiExitHead
 from fusion_core.model.inputs import ModelInputs
-from fusion_core.model.stems import ImuStem, PointStem, RgbStem
+from fusion_core.model.stems import STEMS
+from fusion_core.vocabulary import DETECTION_SENSORS, SENSOR_SPECS
+
+_STEM_BUILD_ORDER = ("lidar", "radar", "depth", "rgb")  # a new detection sensor goes last
 
 
 @dataclass
@@ -59,14 +62,11 @@ class FusionDetector(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        g, cs, cp = config.grid, config.stem_channels, config.point_feature_channels
-        self.stems = nn.ModuleDict({
-            "lidar": PointStem(1, g, cp, cs, config.stem_refine),
-            "radar": PointStem(2, g, cp, cs, config.stem_refine),
-            "depth": PointStem(1, g, cp, cs, config.stem_refine),
-            "rgb": RgbStem(g, config.rgb_channels, cs, config.rgb_lift_heights_m, config.stem_refine),
-        })
-        self.imu = ImuStem(config.imu_context_channels)
+        g, cs = config.grid, config.stem_channels
+        # Built in _STEM_BUILD_ORDER, not DETECTION_SENSORS order: construction order decides which
+        # seeded random numbers initialise which stem, so trained models stay reproducible.
+        self.stems = nn.ModuleDict({s: STEMS[SENSOR_SPECS[s].stem](config) for s in _STEM_BUILD_ORDER})
+        self.imu = STEMS[SENSOR_SPECS["imu"].stem](config)
         self.experts = nn.ModuleList(FusionExpert(e, g, cs, config.expert_channels, config.expert_blocks) for e in config.experts)
         # Static fusion weights (the gates of later stages replace them per frame).
         self.expert_logits = nn.Parameter(torch.zeros(len(config.experts)))

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from fusion_core.data.sample import CameraGeometry, FusionSample
-from fusion_core.model.config import DETECTION_SENSORS, BevGridConfig
+from fusion_core.model.config import BevGridConfig
 from fusion_core.model.context_signals import N_CONTEXT_SIGNALS, context_signals
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 IMU_FEATURES = 14  # mean and std of the 6 channels, log sample count, window-empty flag
 

@@ -8,12 +8,14 @@ assumed, so the BEV convolutions downstream must resolve where along a ray the o
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fusion_core.data.sample import CameraGeometry
-from fusion_core.model.config import BevGridConfig
+from fusion_core.model.config import BevGridConfig, ModelConfig
 from fusion_core.model.inputs import IMU_FEATURES, PointSet
 
 
@@ -134,3 +136,15 @@ class ImuStem(nn.Module):
 
     def forward(self, imu: torch.Tensor) -> torch.Tensor:
         return self.mlp(imu)
+
+
+# SensorSpec.stem -> the stem built from a model config (OpenPCDet-style name -> builder dict).
+# The point stems' extra features follow collate's PointSets: lidar intensity; radar Doppler and
+# RCS; depth range.
+STEMS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "lidar_points": lambda c: PointStem(1, c.grid, c.point_feature_channels, c.stem_channels, c.stem_refine),
+    "radar_points": lambda c: PointStem(2, c.grid, c.point_feature_channels, c.stem_channels, c.stem_refine),
+    "depth_points": lambda c: PointStem(1, c.grid, c.point_feature_channels, c.stem_channels, c.stem_refine),
+    "rgb_lift": lambda c: RgbStem(c.grid, c.rgb_channels, c.stem_channels, c.rgb_lift_heights_m, c.stem_refine),
+    "imu_window": lambda c: ImuStem(c.imu_context_channels),
+}

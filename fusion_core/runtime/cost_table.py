@@ -17,9 +17,9 @@ import torch
 
 from fusion_core.energy.flops import count_flops
 from fusion_core.gates.modules import GateModules, gate_features
-from fusion_core.model.config import DETECTION_SENSORS
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.inputs import ModelInputs
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,10 @@
 """Dynamic fusion of one frame: context -> gate -> only the chosen stems and experts -> the head,
 exit by exit, until the exit policy stops -> boxes, with the components that actually ran.
 
+The gate is the entry of ``fusion_core.gates.modes.GATES`` the settings name: it declares what it
+reads (gates file, context estimate, ground truth) and decides the experts; this runner does the
+rest, the same for every mode, and names none of them.
+
 Frames run one at a time (batch 1), as on the robot: skipping is then real for every frame
 (stems, experts and exits that were not chosen are not computed: ``FusionDetector.calls``
 counts them), and the measured latency is the frame's own. Gate settings and the exit policy
@@ -21,12 +25,12 @@ from fusion_core.boxes import empty_boxes
 from fusion_core.energy.profile import DeviceProfile
 from fusion_core.exits.confidence import frame_confidence
 from fusion_core.exits.policies import ExitPolicy, LastExit
-from fusion_core.gates.frame_target import frame_target
-from fusion_core.gates.knowledge import expert_sensor_matrix, knowledge_active
-from fusion_core.gates.loss_gate import choose_configuration, configuration_sensor_j
-from fusion_core.gates.modules import GateModules, gate_features
-from fusion_core.gates.settings import GateDecision, GateSettings
-from fusion_core.model.config import DETECTION_SENSORS
+from fusion_core.gates.gate import Gate, GateFrame, GateSetup
+from fusion_core.gates.knowledge import expert_sensor_matrix
+from fusion_core.gates.loss_gate import configuration_sensor_j
+from fusion_core.gates.modes import GATES, StaticGate
+from fusion_core.gates.modules import GateModules
+from fusion_core.gates.settings import GateSettings
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import EncodedFrames, FusionDetector
 from fusion_core.model.head import ExitOutput
@@ -34,9 +38,7 @@ from fusion_core.model.inference_form import inference_form
 from fusion_core.model.inputs import ModelInputs
 from fusion_core.model.targets import DetectionTargets
 from fusion_core.runtime.cost_table import CostTable
-
-_READS_CONTEXT = ("knowledge", "attention", "loss")
-_NEEDS_GATES = (*_READS_CONTEXT, "oracle")  # the oracle chooses between the gates config's configurations
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 
 @dataclass
@@ -82,25 +84,25 @@ class DynamicFusion:
         self.expert_names = detector.expert_names
         self.expert_sensors = [ex.sensors for ex in detector.experts]
         self.expert_uses_sensor = expert_sensor_matrix(self.expert_sensors)
-        self.single_sensor_experts = [k for k, s in enumerate(self.expert_sensors) if len(s) == 1]
-        self._check(settings)
+        self.gate_setup = GateSetup(self.detector, self.gates, tuple(self.expert_sensors), self.expert_uses_sensor,
+                                    torch.tensor([len(s) == 1 for s in self.expert_sensors]),
+                                    priced=cost_table is not None and profile is not None)
+        self.gate = self._gate(settings)
         # Fixed for the lifetime of the runner: computed once rather than on every frame.
         self.configuration_energy_j = self._configuration_energy_j() if gates is not None else None
         # (S,) a detection sensor's energy per frame while on (the expert_uses_sensor columns).
         self.sensor_j_per_frame = torch.tensor(
             [profile.sensor_power.power_w(s) * frame_period_s if profile is not None else 0.0 for s in DETECTION_SENSORS])
 
-    def _check(self, settings: GateSettings) -> None:
-        if settings.mode in _NEEDS_GATES and self.gates is None:
-            raise ValueError(f"gate mode {settings.mode!r} needs trained gates (a gates checkpoint)")
-        if settings.mode in ("loss", "oracle") and settings.lam_per_j > 0 and (self.cost_table is None or self.profile is None):
-            raise ValueError("lam_per_j > 0 needs a cost table and a device profile (energy per configuration)")
-        if settings.mode == "late" and not self.single_sensor_experts:
-            raise ValueError("late fusion needs single-sensor experts; the model has none")
+    def _gate(self, settings: GateSettings) -> Gate:
+        """The gate ``settings.mode`` names, checked against this runner (ValueError if it cannot run)."""
+        gate = GATES[settings.mode]()
+        gate.check(self.gate_setup, settings)
+        return gate
 
     def set_settings(self, settings: GateSettings) -> None:
         """Change the gate at run time (validated first; the old settings stay on error)."""
-        self._check(settings)
+        self.gate = self._gate(settings)
         self.settings = settings
 
     # ------------------------------------------------------------------ energy of choices
@@ -127,15 +129,16 @@ class DynamicFusion:
         exit, then with the current settings, and forget both runs (``detector.calls`` is left as
         it was). A process's first pass through a layer pays for oneDNN's kernel set-up: without
         this the first live frame took 190 ms instead of about 80."""
-        settings, policy, calls = self.settings, self.exit_policy, Counter(self.detector.calls)
+        settings, gate, policy, calls = self.settings, self.gate, self.exit_policy, Counter(self.detector.calls)
         try:
-            self.settings, self.exit_policy = GateSettings(mode="static"), LastExit()
+            # static fusion to the last exit runs every stem, expert and exit there is
+            self.settings, self.gate, self.exit_policy = GateSettings(mode=StaticGate.name), StaticGate(), LastExit()
             self.run_frame(inputs)
-            if settings.mode not in ("static", "oracle"):  # the oracle needs ground truth
-                self.settings, self.exit_policy = settings, policy
+            if not isinstance(gate, StaticGate) and not gate.offline_only:  # an offline gate needs ground truth
+                self.settings, self.gate, self.exit_policy = settings, gate, policy
                 self.run_frame(inputs)
         finally:
-            self.settings, self.exit_policy = settings, policy
+            self.settings, self.gate, self.exit_policy = settings, gate, policy
             self.detector.calls.clear()
             self.detector.calls.update(calls)
 
@@ -143,56 +146,32 @@ class DynamicFusion:
     @torch.no_grad()
     def run_frame(self, inputs: ModelInputs, targets: DetectionTargets | None = None,
                   visible_ground_truth: np.ndarray | None = None) -> FrameResult:
-        """One frame (batch 1). Only the oracle reads ground truth: ``targets`` and, when the gates
-        were trained on the detection_error target, ``visible_ground_truth`` (G, BOX_DIM), the
-        boxes that count (in the detection region, not hidden)."""
+        """One frame (batch 1). Only offline gates (the oracle) read ground truth: ``targets`` and,
+        when the gates were trained on the detection_error target, ``visible_ground_truth``
+        (G, BOX_DIM), the boxes that count (in the detection region, not hidden)."""
         if inputs.batch_size != 1:
             raise ValueError(f"run_frame takes one frame, got a batch of {inputs.batch_size}")
-        mode = self.settings.mode
-        if mode == "oracle" and targets is None:
-            raise ValueError("the oracle gate needs ground-truth targets")
-        if mode == "oracle" and self.gates.config.training.loss_target == "detection_error" and visible_ground_truth is None:
-            raise ValueError("the oracle of gates trained on detection_error needs the visible ground-truth boxes")
+        gate = self.gate
         start = time.perf_counter()
         components: Counter[str] = Counter()
         det = self.detector
         present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
         available = det.available_experts(present)
         context = None
-        if mode in _READS_CONTEXT:
+        if gate.reads_context:
             context = self.gates.context_head(inputs)
             components["context"] += 1
-        configuration = None
-
-        if mode == "late":
-            return self._run_late(inputs, available, context, components, start)
-        if mode in ("static", "knowledge"):
-            if mode == "static":
-                active = available
-            else:
-                active = knowledge_active(self.gates.rules, context, available, self.expert_uses_sensor)
-            needed = {s for k in range(len(self.expert_names)) if bool(active[0, k]) for s in self.expert_sensors[k]}
-            encoded = self._encode(inputs, needed, components)
-            decision = GateDecision(active, det.static_weights(active))
-        else:
-            encoded = self._encode(inputs, None, components)
-            if mode == "attention":
-                components["gate:attention"] += 1
-                scores = self.gates.attention(gate_features(encoded, context))
-                decision = self.gates.attention.decide(scores, available, self.settings.k)
-            else:
-                masks = self.gates.configuration_masks
-                conf_available = (available[:, None, :] & masks[None]).any(2)  # (1, C)
-                if mode == "loss":
-                    components["gate:loss"] += 1
-                    loss = self.gates.loss_predictor(gate_features(encoded, context))
-                else:
-                    loss = self._true_configuration_losses(encoded, available, targets, visible_ground_truth)
-                choice = int(choose_configuration(loss, conf_available, self.configuration_energy(available),
-                                                  self.settings.gamma, self.settings.lam_per_j)[0])
-                configuration = self.gates.configuration_names[choice]
-                active = available & masks[choice][None]
-                decision = GateDecision(active, det.static_weights(active))
+        frame = GateFrame(self.gate_setup, self.settings, inputs, available, context, targets, visible_ground_truth,
+                          encoder=lambda sensors: self._encode(inputs, sensors, components),
+                          configuration_energy=self.configuration_energy)
+        decision = gate.decide(frame)
+        encoded = frame.encoded
+        if encoded is None:
+            raise RuntimeError(f"gate {gate.name!r} decided without encoding the frame (GateFrame.encode)")
+        if gate.compute_component is not None:
+            components[gate.compute_component] += 1
+        if gate.late_fusion:
+            return self._run_late(encoded, decision.active, context, components, start)
 
         for k in range(len(self.expert_names)):
             if bool(decision.active[0, k]):
@@ -201,7 +180,7 @@ class DynamicFusion:
         run = self._run_head(fused, start, components)
         boxes = decode_exit(run.output, det.config.grid, det.config.max_detections, det.config.score_threshold,
                             decision.active.any(1))[0]
-        return self._result(boxes, decision.active[0], configuration, run, context, components, start)
+        return self._result(boxes, decision.active[0], decision.configuration, run, context, components, start)
 
     # ------------------------------------------------------------------ parts
     def _encode(self, inputs: ModelInputs, sensors: set[str] | None, components: Counter) -> EncodedFrames:
@@ -232,38 +211,16 @@ class DynamicFusion:
                 return _HeadRun(outputs[used], used, float(history[used][0]), bool(decision.missed_deadline[0]))
         raise AssertionError("the last exit always stops")  # pragma: no cover - ExitPolicy guarantees it
 
-    def _true_configuration_losses(self, encoded: EncodedFrames, available: torch.Tensor,
-                                   targets: DetectionTargets, visible_ground_truth: np.ndarray | None) -> torch.Tensor:
-        """(1, C) last-exit target (the gates' loss_target) of every configuration against ground
-        truth (the oracle's view; its work is not charged to the frame: the oracle is a bound, not
-        a system)."""
-        kind = self.gates.config.training.loss_target
-        visible = None if visible_ground_truth is None else [visible_ground_truth]
-        det = self.detector
-        calls = Counter(det.calls)
-        outputs = det.expert_outputs(encoded, available)
-        losses = []
-        for mask in self.gates.configuration_masks:
-            active = available & mask[None]
-            if not bool(active.any()):
-                losses.append(torch.full((1,), float("inf")))
-                continue
-            exits, _ = det.head(det.combine(outputs, det.static_weights(active), encoded.imu_context))
-            losses.append(frame_target(kind, exits[-1], targets, visible, det.config))
-        det.calls.clear()
-        det.calls.update(calls)
-        return torch.stack(losses, 1)
-
-    def _run_late(self, inputs: ModelInputs, available: torch.Tensor, context, components: Counter,
+    def _run_late(self, encoded: EncodedFrames, chosen_experts: torch.Tensor, context, components: Counter,
                   start: float) -> FrameResult:
+        """Late fusion: each of the ``chosen_experts`` (1, E) runs the head alone (its own exit
+        decision); their boxes are fused and the deepest exit taken is reported."""
         det = self.detector
-        chosen = [k for k in self.single_sensor_experts if bool(available[0, k])]
-        needed = {self.expert_sensors[k][0] for k in chosen}
-        encoded = self._encode(inputs, needed, components)
+        chosen = [k for k, on in enumerate(chosen_experts[0].tolist()) if on]
         box_sets, runs = [], []
-        active = torch.zeros_like(available)
+        active = torch.zeros_like(chosen_experts)
         for k in chosen:
-            only = torch.zeros_like(available)
+            only = torch.zeros_like(chosen_experts)
             only[0, k] = True
             active |= only
             components[f"expert:{self.expert_names[k]}"] += 1

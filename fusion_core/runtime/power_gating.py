@@ -38,10 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fusion_core.config_io import ConfigError, param
-from fusion_core.energy.profile import SensorPower
+from fusion_core.vocabulary import POWER_STATES, SENSORS
 
-SENSOR_NAMES: tuple[str, ...] = SensorPower.sensor_names()  # ("rgb", "depth", "lidar", "radar", "imu")
-POWER_STATES: tuple[str, ...] = ("on", "warming", "standby")
 COMMAND_STATES: tuple[str, ...] = ("on", "standby")
 # Slack on every time comparison: frame stamps are sums of float periods (5.2 + 0.9 != 6.1), and a
 # hold that ends "at" a frame must not slip to the next one by a rounding error. Far below any
@@ -80,9 +78,9 @@ class PowerGatingConfig:
         if self.recheck_period_s <= self.recheck_duration_s:
             raise ConfigError(f"recheck_period_s: must exceed recheck_duration_s ({self.recheck_duration_s} s), got "
                               f"{self.recheck_period_s} s; otherwise a sensor in standby is never in standby")
-        unknown = [s for s in self.always_on if s not in SENSOR_NAMES]
+        unknown = [s for s in self.always_on if s not in SENSORS]
         if unknown:
-            raise ConfigError(f"always_on: unknown sensor {unknown[0]!r} (known sensors: {', '.join(SENSOR_NAMES)})")
+            raise ConfigError(f"always_on: unknown sensor {unknown[0]!r} (known sensors: {', '.join(SENSORS)})")
 
 
 @dataclass(frozen=True)
@@ -112,12 +110,12 @@ class _Sensor:
 class SensorPowerManager:
     """Per-frame power decisions for a set of sensors (see the module doc for the policy)."""
 
-    def __init__(self, config: PowerGatingConfig, sensors: Iterable[str] = SENSOR_NAMES):
+    def __init__(self, config: PowerGatingConfig, sensors: Iterable[str] = SENSORS):
         self.config = config
         self.sensors: tuple[str, ...] = tuple(sensors)
-        unknown = [s for s in self.sensors if s not in SENSOR_NAMES]
+        unknown = [s for s in self.sensors if s not in SENSORS]
         if unknown:
-            raise ValueError(f"unknown sensor {unknown[0]!r} (known sensors: {', '.join(SENSOR_NAMES)})")
+            raise ValueError(f"unknown sensor {unknown[0]!r} (known sensors: {', '.join(SENSORS)})")
         if len(set(self.sensors)) != len(self.sensors):
             raise ValueError(f"sensors listed twice: {self.sensors}")
         self._state = {s: _Sensor() for s in self.sensors}

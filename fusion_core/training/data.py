@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from fusion_core.data.sample import FusionSample
-from fusion_core.model.config import DETECTION_SENSORS
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 
 def drop_sensors(sample: FusionSample, prob: float, rng: np.random.Generator,

@@ -1,41 +1,19 @@
-"""Pinhole camera geometry shared by the RGB and depth cameras (optical frame: x right,
-y down, z forward)."""
+"""What an occlusion fault does to both cameras alike: a blob of mud on the lens (the pinhole
+geometry itself is ``fusion_core.data.intrinsics``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from fusion_core.data.intrinsics import PinholeIntrinsics
 
-@dataclass(frozen=True)
-class PinholeIntrinsics:
-    width_px: int
-    height_px: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
 
-    @classmethod
-    def from_fov(cls, width_px: int, height_px: int, hfov_deg: float) -> "PinholeIntrinsics":
-        fx = (width_px / 2.0) / np.tan(np.deg2rad(hfov_deg) / 2.0)
-        return cls(width_px, height_px, fx, fx, (width_px - 1) / 2.0, (height_px - 1) / 2.0)
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """3x3 camera matrix K."""
-        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1.0]])
-
-    def pixel_rays(self) -> np.ndarray:
-        """Unit ray directions (H*W, 3) in the optical frame, row-major."""
-        u, v = np.meshgrid(np.arange(self.width_px), np.arange(self.height_px))
-        d = np.stack([(u - self.cx) / self.fx, (v - self.cy) / self.fy, np.ones_like(u, float)], -1).reshape(-1, 3)
-        return (d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
-
-    def occlusion_mask(self, fraction: float) -> np.ndarray:
-        """(H, W) bool: a blob of mud/dirt in the lower-left covering ``fraction`` of the image."""
-        h, w = self.height_px, self.width_px
-        radius = np.sqrt(fraction * h * w / np.pi) * 1.15
-        v, u = np.mgrid[0:h, 0:w]
-        mask = (u - 0.2 * w) ** 2 + (v - 0.85 * h) ** 2 <= radius**2
-        return mask
+def occlusion_mask(intrinsics: PinholeIntrinsics, fraction: float) -> np.ndarray:
+    """(H, W) bool: a blob of mud/dirt in the lower-left covering ``fraction`` of the image."""
+    h, w = intrinsics.height_px, intrinsics.width_px
+    radius = np.sqrt(fraction * h * w / np.pi) * 1.15
+    v, u = np.mgrid[0:h, 0:w]
+    mask = (u - 0.2 * w) ** 2 + (v - 0.85 * h) ** 2 <= radius**2
+    return mask

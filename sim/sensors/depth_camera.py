@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusion_core.data.intrinsics import PinholeIntrinsics
 from sim.config import DepthCameraConfig
-from sim.sensors.camera import PinholeIntrinsics
+from sim.sensors.camera import occlusion_mask
 from sim.sensors.context import CaptureContext
 
 
@@ -40,5 +41,5 @@ class DepthCameraModel:
             rows, cols = rng.integers(c.height_px, size=n), rng.integers(c.width_px, size=n)
             depth[rows, cols] = rng.uniform(c.min_range_m, 4.0, n)
         if ctx.occluded_fraction > 0:
-            depth[self.intrinsics.occlusion_mask(ctx.occluded_fraction)] = np.nan
+            depth[occlusion_mask(self.intrinsics, ctx.occluded_fraction)] = np.nan
         return depth

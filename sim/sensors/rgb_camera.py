@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusion_core.data.intrinsics import PinholeIntrinsics
 from sim.config import RgbCameraConfig
-from sim.sensors.camera import PinholeIntrinsics
+from sim.sensors.camera import occlusion_mask
 from sim.sensors.context import CaptureContext
 from sim.world import GROUND, ROAD, SIDEWALK
 
@@ -79,7 +80,7 @@ class RgbCameraModel:
         if w.rgb_flakes:
             self._draw_flakes(img, rng, w.rgb_flakes)
         if ctx.occluded_fraction > 0:
-            img[self.intrinsics.occlusion_mask(ctx.occluded_fraction)] = 0.002  # mud: almost no light
+            img[occlusion_mask(self.intrinsics, ctx.occluded_fraction)] = 0.002  # mud: almost no light
 
         gain = c.exposure * float(np.clip(_TARGET_MEAN / max(float(img.mean()), 1e-4), 0.3, _MAX_GAIN))
         # Shot + read noise, applied in linear space after the exposure gain.

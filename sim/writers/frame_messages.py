@@ -3,7 +3,7 @@
 :class:`FrameMessageBuilder` turns a :class:`SimFrame` into :class:`TimedMessage` records; the
 bag writer (:mod:`sim.writers.rosbag`) writes them in log-time order, ``ros_nodes.sim_node``
 publishes them when the wall clock reaches their log time. Topic names, types and payload
-layouts: :mod:`sim.topics` and ``docs/bag_format.md``.
+layouts: :mod:`fusion_core.data.topics` and ``docs/bag_format.md``.
 
 Time: scenario time ``t`` (seconds from 0) maps to ``epoch_ns + round(t * 1e9)`` nanoseconds.
 ``stamp_ns`` is the header stamp (capture time; frame time for ground truth, labels, odom and
@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from fusion_core.boxes import CLASS_ID, CLASS_NAMES, VX, VY, YAW, H, L, W, X, Y, Z
-from sim import topics as T
+from fusion_core.data import topics as T
+from fusion_core.data.ros_types import shared_typestore
+from fusion_core.vocabulary import SENSORS
 from sim.calibration import BASE_FRAME, WORLD_FRAME
-from sim.config import SENSOR_NAMES
 from sim.geometry import quaternion_xyzw
 from sim.readings import SensorReading, SimFrame
 from sim.simulator import Simulator
-from sim.writers.ros_types import shared_typestore
 
 NS_PER_S = 1_000_000_000
 
@@ -44,7 +44,7 @@ _UNKNOWN_COLOR = (0.7, 0.7, 0.7, 0.5)
 class TimedMessage:
     """One message on one topic, with when it was stamped and when it is delivered."""
 
-    topic: str       # ROS topic name (sim.topics)
+    topic: str       # ROS topic name (fusion_core.data.topics)
     msgtype: str     # ROS type name, e.g. "sensor_msgs/msg/Image"
     stamp_ns: int    # header stamp: epoch + capture (or frame) time, ns
     log_ns: int      # delivery time: epoch + receive time, ns (>= stamp_ns)
@@ -297,7 +297,7 @@ class FrameMessageBuilder:
         dropped = Counter(d.sensor for d in frame.dropped)
         entries = [status(level=status.OK, name=T.LABEL_CONDITION_NAME, message=frame.condition,
                           hardware_id="simulator", values=[kv(key=T.LABEL_KEY_SEVERITY, value=f"{frame.severity:g}")])]
-        for sensor in SENSOR_NAMES:
+        for sensor in SENSORS:
             fault = frame.active_faults.get(sensor)
             entries.append(status(
                 level=status.WARN if fault else status.OK, name=f"{T.LABEL_SENSOR_PREFIX}{sensor}",

@@ -12,7 +12,7 @@ Usage::
             bag.write_frame(frame)
     # bag.counts: messages written per topic (also returned by bag.close())
 
-What ends up in the bag (topic names and types: :mod:`sim.topics`; full description:
+What ends up in the bag (topic names and types: :mod:`fusion_core.data.topics`; full description:
 ``docs/bag_format.md``):
 
 * every delivered sensor capture (dropped captures write nothing), each camera image with a
@@ -30,7 +30,7 @@ deliver anything earlier. The messages themselves come from
 :class:`sim.writers.frame_messages.FrameMessageBuilder` (shared with the live ``sim_node``).
 
 Types are the standard ROS 2 (Kilted) messages, plus vision_msgs/msg/Detection3DArray whose
-definition is registered from :mod:`sim.writers.ros_types`; every channel carries its full
+definition is registered from :mod:`fusion_core.data.ros_types`; every channel carries its full
 message definition, so the bag decodes without any ROS installation.
 
 Leaving the ``with`` block - normally or through an exception - flushes and finalises the bag,
@@ -57,11 +57,11 @@ from rosbags.interfaces import (
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from fusion_core.config_io import to_mapping
-from sim import topics as T
+from fusion_core.data import topics as T
+from fusion_core.data.ros_types import shared_typestore
 from sim.readings import SimFrame
 from sim.simulator import Simulator
 from sim.writers.frame_messages import NS_PER_S, FrameMessageBuilder, TimedMessage
-from sim.writers.ros_types import shared_typestore
 
 BAG_VERSION = 9  # rosbag2 metadata version (Jazzy and later)
 # Readings are flushed once their log time is this far below the next frame's start: covers the
@@ -172,7 +172,7 @@ class RosbagWriter:
 
     def close(self) -> dict[str, int]:
         """Write everything still queued, finalise the bag; returns messages per topic
-        (every topic of :data:`sim.topics.TOPIC_TYPES`, zero when none). Idempotent."""
+        (every topic of :data:`fusion_core.data.topics.TOPIC_TYPES`, zero when none). Idempotent."""
         if not self._closed:
             self._closed = True
             try:

@@ -1,102 +1,46 @@
-"""Training-dataset shards: simulator frames stored as uncompressed ``.npz`` files plus an index.
+"""Writing simulator frames into a shard dataset (``ShardWriter``). The format is defined in
+``fusion_core.data.shard_format`` (``docs/shard_format.md``) and read by
+``fusion_core.data.shard_reader``; this module turns ``SimFrame`` objects into its arrays.
 
-A dataset is a directory::
-
-    <dataset>/
-        index.json          written last (atomically): its presence marks a complete dataset
-        shard_00000.npz     frames [0, frames_per_shard)
-        shard_00001.npz     ...
-
-``index.json`` holds: ``format`` ("dyn_fusion.shards") and ``version``; the scenario config as
-plain data; the calibration of every sensor (frame id, 4x4 ``base_from_sensor``, camera
-intrinsics); sensor and frame rates; the IMU window length; class names; the field layouts of
-boxes, LiDAR, radar and IMU rows; the vocabularies behind every integer code (sensors,
-conditions, fault kinds, absence reasons); and the shard list with frame ranges.
-
-Each shard holds ``n`` frames (``np.savez``, no compression, so loading is a plain read).
-``S = len(SENSOR_NAMES)`` = 5, columns in ``SENSOR_NAMES`` order (rgb, depth, lidar, radar, imu).
-Ragged data is concatenated over the shard's frames, with an ``(n + 1,)`` int64 offsets array:
-frame ``j`` owns rows ``offsets[j]:offsets[j + 1]``.
-
-    key                   shape            dtype    meaning
-    frame_index           (n,)             int64    SimFrame.index
-    time_s                (n,)             float64  frame time
-    rgb                   (n, H, W, 3)     uint8    image of frame.latest("rgb") (zeros when absent)
-    depth                 (n, h, w)        float32  metres, NaN = invalid (zeros when absent)
-    lidar_points          (P, 5)           float32  x, y, z, intensity, ring in the lidar frame
-    lidar_offsets         (n + 1,)         int64
-    radar_points          (R, 5)           float32  x, y, z, doppler, rcs in the radar frame
-    radar_offsets         (n + 1,)         int64
-    imu                   (K, 7)           float64  t, ax, ay, az, gx, gy, gz: samples in (t - window, t]
-    imu_offsets           (n + 1,)         int64
-    imu_dropped           (n,)             int32    IMU captures lost to faults inside the window
-    present               (n, S)           bool     the sensor's payload is stored for this frame
-    absence               (n, S)           int8     index into ABSENCE_REASONS
-    stamp_s               (n, S)           float64  capture time of the stored payload (NaN if absent)
-    receive_s             (n, S)           float64  delivery time of the stored payload (NaN if absent)
-    fault                 (n, S)           int8     active fault at frame time: index into FAULT_KINDS, -1 none
-    gt_boxes              (B, 11)          float32  base_link boxes (fusion_core.boxes layout)
-    gt_offsets            (n + 1,)         int64
-    gt_track_ids          (B,)             int32
-    gt_lidar_hits         (B,)             int32    -1 where the frame has no fresh LiDAR scan
-    gt_visibility         (B,)             float32  geometric visibility in [0, 1] (sim.visibility)
-    ego_pose_xyyaw        (n, 3)           float64  world x, y, yaw of base_link
-    ego_speed_mps         (n,)             float64
-    ego_yaw_rate_radps    (n,)             float64
-    condition             (n,)             int8     index into CONDITIONS
-    severity              (n,)             float64
-
-Camera, LiDAR and radar payloads are those of ``frame.latest(sensor)`` (the first delivered
-capture of the frame; radar runs faster than the frame clock, later scans of the frame are not
-stored). The IMU window is causal: every IMU sample with capture time in
-``(time_s - imu_window_s, time_s]`` (1e-9 s tolerance on both ends) taken from the frames given
-to the writer, so consecutive frames should be written for full windows.
-
-An absent modality is never zeros pretending to be data: ``ShardDataset`` returns ``None`` for
-it and the reason (``dropped_by_fault`` or ``no_capture``) in ``ShardFrame.absence``.
+Camera, LiDAR and radar payloads are those of ``frame.latest(sensor)``; the IMU window of a frame
+is built from the IMU readings of the frames given to the writer (write consecutive frames for
+full windows).
 """
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import shutil
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fusion_core.boxes import BOX_DIM, BOX_FIELDS, CLASS_NAMES
-from fusion_core.config_io import to_mapping
-from sim.calibration import SensorCalibration
-from sim.config import CONDITIONS, FAULT_KINDS, SENSOR_NAMES
-from sim.readings import IMU_FIELDS, LIDAR_FIELDS, RADAR_FIELDS, SimFrame
-from sim.sensors.camera import PinholeIntrinsics
-
-FORMAT_NAME = "dyn_fusion.shards"
-FORMAT_VERSION = 2  # 2: gt_visibility
-INDEX_FILE = "index.json"
-ABSENCE_REASONS: tuple[str, ...] = ("present", "dropped_by_fault", "no_capture")
-PRESENT, DROPPED_BY_FAULT, NO_CAPTURE = range(len(ABSENCE_REASONS))
-IMU_ROW_FIELDS: tuple[str, ...] = ("t",) + IMU_FIELDS
-_SENSOR_COL = {name: i for i, name in enumerate(SENSOR_NAMES)}
-_STAMP_EPS_S = 1e-9
-_SHARD_KEYS = (
-    "frame_index", "time_s", "rgb", "depth", "lidar_points", "lidar_offsets", "radar_points", "radar_offsets",
-    "imu", "imu_offsets", "imu_dropped", "present", "absence", "stamp_s", "receive_s", "fault", "gt_boxes",
-    "gt_offsets", "gt_track_ids", "gt_lidar_hits", "gt_visibility", "ego_pose_xyyaw", "ego_speed_mps", "ego_yaw_rate_radps",
-    "condition", "severity",
+from fusion_core.config_io import from_mapping, to_mapping
+from fusion_core.data.shard_format import (
+    ABSENCE_REASONS,
+    DROPPED_BY_FAULT,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    IMU_ROW_FIELDS,
+    INDEX_FILE,
+    LIDAR_FIELDS,
+    NO_CAPTURE,
+    PRESENT,
+    RADAR_FIELDS,
+    SHARD_KEYS,
+    calibration_to_plain,
+    shard_name,
 )
+from fusion_core.data.shard_reader import ShardDataset
+from fusion_core.vocabulary import CONDITIONS, DETECTION_SENSORS, SENSORS
+from sim.config import FAULT_KINDS, ScenarioConfig
+from sim.readings import SimFrame
 
-
-class ShardFormatError(ValueError):
-    """A dataset file is missing, truncated, corrupt or of an unknown format (message names it)."""
-
-
-def shard_name(i: int) -> str:
-    return f"shard_{i:05d}.npz"
+_SENSOR_COL = {name: i for i, name in enumerate(SENSORS)}
+_STAMP_EPS_S = 1e-9
 
 
 def _offsets(counts: list[int]) -> np.ndarray:
@@ -109,32 +53,8 @@ def _concat(parts: list[np.ndarray], cols: int, dtype) -> np.ndarray:
     return np.concatenate([np.asarray(p, dtype).reshape(-1, cols) for p in parts], axis=0)
 
 
-def _calibration_to_plain(cal: dict[str, SensorCalibration]) -> dict[str, Any]:
-    out = {}
-    for name, c in cal.items():
-        intr = None
-        if c.intrinsics is not None:
-            i = c.intrinsics
-            intr = {"width_px": int(i.width_px), "height_px": int(i.height_px), "fx": float(i.fx),
-                    "fy": float(i.fy), "cx": float(i.cx), "cy": float(i.cy)}
-        out[name] = {"frame_id": c.frame_id, "base_from_sensor": np.asarray(c.base_from_sensor, float).tolist(),
-                     "intrinsics": intr}
-    return out
-
-
-def _calibration_from_plain(data: dict[str, Any]) -> dict[str, SensorCalibration]:
-    out = {}
-    for name, c in data.items():
-        i = c.get("intrinsics")
-        intr = None if i is None else PinholeIntrinsics(
-            int(i["width_px"]), int(i["height_px"]), float(i["fx"]), float(i["fy"]), float(i["cx"]), float(i["cy"]))
-        out[name] = SensorCalibration(name, c["frame_id"], np.asarray(c["base_from_sensor"], float), intr)
-    return out
-
-
-# ---------------------------------------------------------------------------------------- writer
 class ShardWriter:
-    """Writes ``SimFrame`` objects of one simulator run into a shard dataset (see module doc).
+    """Writes ``SimFrame`` objects of one simulator run into a shard dataset (``fusion_core.data.shard_format``).
 
     Use as a context manager; ``close()`` flushes the last shard and writes ``index.json``.
     When the ``with`` block raises, no index is written, so the dataset reads as incomplete.
@@ -195,15 +115,15 @@ class ShardWriter:
 
     def _pack(self, frame: SimFrame) -> dict[str, Any]:
         t = float(frame.time_s)
-        n_s = len(SENSOR_NAMES)
+        n_s = len(SENSORS)
         rec: dict[str, Any] = {
             "present": np.zeros(n_s, bool), "absence": np.full(n_s, NO_CAPTURE, np.int8),
             "stamp_s": np.full(n_s, np.nan), "receive_s": np.full(n_s, np.nan),
             "fault": np.array([FAULT_KINDS.index(frame.active_faults[s]) if s in frame.active_faults else -1
-                               for s in SENSOR_NAMES], np.int8),
+                               for s in SENSORS], np.int8),
         }
         dropped_here = {d.sensor for d in frame.dropped}
-        for sensor in ("rgb", "depth", "lidar", "radar"):
+        for sensor in DETECTION_SENSORS:
             col = _SENSOR_COL[sensor]
             r = frame.latest(sensor)
             if r is None:
@@ -306,7 +226,7 @@ class ShardWriter:
             "condition": np.array([r["condition"] for r in recs], np.int8),
             "severity": np.array([r["severity"] for r in recs], np.float64),
         }
-        assert set(arrays) == set(_SHARD_KEYS)
+        assert set(arrays) == set(SHARD_KEYS)
         name = shard_name(len(self._shards))
         final = self.path / name
         tmp = self.path / (name + ".tmp")
@@ -349,10 +269,10 @@ class ShardWriter:
             "n_frames": self._n_frames,
             "frame_rate_hz": float(cfg.frame_rate_hz),
             "imu_window_s": self.imu_window_s,
-            "sensors": list(SENSOR_NAMES),
-            "sensor_rates_hz": {s: float(sim.sensor_rate_hz(s)) for s in SENSOR_NAMES},
+            "sensors": list(SENSORS),
+            "sensor_rates_hz": {s: float(sim.sensor_rate_hz(s)) for s in SENSORS},
             "image_shapes": {"rgb": list(self._rgb_shape), "depth": list(self._depth_shape)},
-            "calibration": _calibration_to_plain(sim.calibration),
+            "calibration": calibration_to_plain(sim.calibration),
             "class_names": list(CLASS_NAMES),
             "fields": {
                 "gt_boxes": list(BOX_FIELDS), "lidar_points": list(LIDAR_FIELDS),
@@ -361,169 +281,12 @@ class ShardWriter:
             "vocabularies": {
                 "condition": list(CONDITIONS), "fault": list(FAULT_KINDS), "absence": list(ABSENCE_REASONS),
             },
-            "shard_keys": list(_SHARD_KEYS),
+            "shard_keys": list(SHARD_KEYS),
             "shards": self._shards,
             "scenario": to_mapping(cfg),
         }
 
 
-# ---------------------------------------------------------------------------------------- reader
-@dataclass(frozen=True)
-class ShardFrame:
-    """One frame read back from a shard dataset. Arrays are read-only views into the cached
-    shard (copy before modifying). Absent modalities are None; ``absence`` says why."""
-
-    index: int                          # position in the dataset
-    frame_index: int                    # SimFrame.index
-    time_s: float
-    rgb: np.ndarray | None              # (H, W, 3) uint8
-    depth: np.ndarray | None            # (h, w) float32 metres, NaN = invalid
-    lidar: np.ndarray | None            # (N, 5) float32 lidar frame
-    radar: np.ndarray | None            # (M, 5) float32 radar frame
-    imu: np.ndarray | None              # (K, 7) float64 t, ax..gz over (time_s - window, time_s]
-    imu_dropped: int                    # IMU captures lost to faults inside the window
-    absence: dict[str, str]             # sensor -> "present" | "dropped_by_fault" | "no_capture"
-    stamps: dict[str, float | None]     # sensor -> capture time of the payload (None if absent)
-    receive_stamps: dict[str, float | None]
-    active_faults: dict[str, str]       # sensor -> fault kind active at time_s
-    gt_boxes: np.ndarray                # (B, 11) float32 base_link
-    gt_track_ids: np.ndarray            # (B,) int32
-    gt_lidar_hits: np.ndarray           # (B,) int32
-    gt_visibility: np.ndarray           # (B,) float32 in [0, 1]
-    ego_pose_xyyaw: np.ndarray          # (3,) float64
-    ego_speed_mps: float
-    ego_yaw_rate_radps: float
-    condition: str
-    severity: float
-
-    def present(self, sensor: str) -> bool:
-        return self.absence[sensor] == "present"
-
-    @property
-    def missing(self) -> dict[str, str]:
-        """sensor -> reason, for the sensors whose payload is absent."""
-        return {s: r for s, r in self.absence.items() if r != "present"}
-
-
-class ShardDataset:
-    """Random-access reader of a shard dataset; caches the most recently loaded shard."""
-
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        index_path = self.path / INDEX_FILE
-        if not self.path.is_dir():
-            raise FileNotFoundError(f"{self.path}: no such shard dataset directory")
-        if not index_path.is_file():
-            partial = sorted(p.name for p in self.path.glob("shard_*.npz"))
-            hint = (f" ({len(partial)} shard file(s) present: the writer did not finish)" if partial else "")
-            raise ShardFormatError(f"{index_path}: missing index file{hint}")
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ShardFormatError(f"{index_path}: unreadable or corrupt index ({exc})") from exc
-        if not isinstance(index, dict) or index.get("format") != FORMAT_NAME:
-            raise ShardFormatError(f"{index_path}: not a {FORMAT_NAME} index")
-        if index.get("version") != FORMAT_VERSION:
-            raise ShardFormatError(
-                f"{index_path}: format version {index.get('version')!r}, this reader handles {FORMAT_VERSION}")
-        try:
-            self.shards: list[dict[str, Any]] = list(index["shards"])
-            self._starts = [int(s["first_frame"]) for s in self.shards]
-            self._n = int(index["n_frames"])
-            self.calibration: dict[str, SensorCalibration] = _calibration_from_plain(index["calibration"])
-            self.sensors: tuple[str, ...] = tuple(index["sensors"])
-            vocab = index["vocabularies"]
-            self._conditions = tuple(vocab["condition"])
-            self._faults = tuple(vocab["fault"])
-            self._absence = tuple(vocab["absence"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ShardFormatError(f"{index_path}: malformed index ({exc!r})") from exc
-        if sum(int(s["n_frames"]) for s in self.shards) != self._n:
-            raise ShardFormatError(f"{index_path}: shard frame counts do not add up to n_frames={self._n}")
-        self.index = index
-        self.config_mapping: dict[str, Any] = index["scenario"]
-        self.class_names: tuple[str, ...] = tuple(index["class_names"])
-        self.sensor_rates_hz: dict[str, float] = dict(index["sensor_rates_hz"])
-        self.frame_rate_hz: float = float(index["frame_rate_hz"])
-        self.imu_window_s: float = float(index["imu_window_s"])
-        self._cache_id: int | None = None
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __iter__(self):
-        for i in range(self._n):
-            yield self[i]
-
-    def scenario_config(self):
-        """The scenario as a ``sim.config.ScenarioConfig`` (strictly re-validated)."""
-        from fusion_core.config_io import from_mapping
-        from sim.config import ScenarioConfig
-
-        return from_mapping(ScenarioConfig, self.config_mapping)
-
-    def _load_shard(self, k: int) -> dict[str, np.ndarray]:
-        if self._cache_id == k:
-            return self._cache
-        meta = self.shards[k]
-        path = self.path / meta["file"]
-        if not path.is_file():
-            raise ShardFormatError(f"{path}: shard file listed in {INDEX_FILE} is missing")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                missing = [key for key in _SHARD_KEYS if key not in npz.files]
-                if missing:
-                    raise ShardFormatError(f"{path}: shard lacks arrays {missing}")
-                arrays = {key: npz[key] for key in _SHARD_KEYS}
-        except ShardFormatError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure to parse means a damaged file
-            raise ShardFormatError(f"{path}: truncated or corrupt shard ({type(exc).__name__}: {exc})") from exc
-        n = int(meta["n_frames"])
-        bad = [key for key in ("time_s", "rgb", "depth", "present", "lidar_offsets") if
-               len(arrays[key]) != (n + 1 if key.endswith("offsets") else n)]
-        ragged = [("lidar_offsets", "lidar_points"), ("radar_offsets", "radar_points"), ("imu_offsets", "imu"),
-                  ("gt_offsets", "gt_boxes"), ("gt_offsets", "gt_track_ids"), ("gt_offsets", "gt_lidar_hits"),
-                  ("gt_offsets", "gt_visibility")]
-        bad += [rows for off, rows in ragged if len(arrays[off]) != n + 1 or arrays[off][-1] != len(arrays[rows])]
-        if bad:
-            raise ShardFormatError(f"{path}: inconsistent with {INDEX_FILE} ({n} frames expected; bad arrays {bad})")
-        for a in arrays.values():
-            a.setflags(write=False)
-        self._cache_id, self._cache = k, arrays
-        return arrays
-
-    def __getitem__(self, i: int) -> ShardFrame:
-        i = int(i)
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError(f"frame {i} out of range for a dataset of {self._n} frames")
-        k = bisect.bisect_right(self._starts, i) - 1
-        a = self._load_shard(k)
-        j = i - self._starts[k]
-        present = a["present"][j]
-
-        def ragged(rows, off, col):
-            return a[rows][a[off][j]:a[off][j + 1]] if present[col] else None
-
-        absence = {s: self._absence[int(a["absence"][j, c])] for c, s in enumerate(self.sensors)}
-        stamps = {s: (float(a["stamp_s"][j, c]) if present[c] else None) for c, s in enumerate(self.sensors)}
-        recv = {s: (float(a["receive_s"][j, c]) if present[c] else None) for c, s in enumerate(self.sensors)}
-        faults = {s: self._faults[int(a["fault"][j, c])] for c, s in enumerate(self.sensors) if a["fault"][j, c] >= 0}
-        col = {s: c for c, s in enumerate(self.sensors)}
-        g0, g1 = a["gt_offsets"][j], a["gt_offsets"][j + 1]
-        return ShardFrame(
-            index=i, frame_index=int(a["frame_index"][j]), time_s=float(a["time_s"][j]),
-            rgb=a["rgb"][j] if present[col["rgb"]] else None,
-            depth=a["depth"][j] if present[col["depth"]] else None,
-            lidar=ragged("lidar_points", "lidar_offsets", col["lidar"]),
-            radar=ragged("radar_points", "radar_offsets", col["radar"]),
-            imu=ragged("imu", "imu_offsets", col["imu"]), imu_dropped=int(a["imu_dropped"][j]),
-            absence=absence, stamps=stamps, receive_stamps=recv, active_faults=faults,
-            gt_boxes=a["gt_boxes"][g0:g1], gt_track_ids=a["gt_track_ids"][g0:g1],
-            gt_lidar_hits=a["gt_lidar_hits"][g0:g1], gt_visibility=a["gt_visibility"][g0:g1], ego_pose_xyyaw=a["ego_pose_xyyaw"][j],
-            ego_speed_mps=float(a["ego_speed_mps"][j]), ego_yaw_rate_radps=float(a["ego_yaw_rate_radps"][j]),
-            condition=self._conditions[int(a["condition"][j])], severity=float(a["severity"][j]),
-        )
+def dataset_scenario(dataset: ShardDataset) -> ScenarioConfig:
+    """The scenario ``dataset`` was simulated from (its index's copy, strictly re-validated)."""
+    return from_mapping(ScenarioConfig, dataset.config_mapping)

@@ -15,9 +15,11 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from fusion_core.boxes import VX, VY, YAW
 from fusion_core.config_io import ConfigError, from_mapping
+from fusion_core.data import topics as T
 from fusion_core.data.geometry import transform_points
+from fusion_core.data.ros_types import shared_typestore
 from fusion_core.data.rosbag_source import RosbagSource
-from fusion_core.data.sample import SENSORS, CameraGeometry
+from fusion_core.data.sample import CameraGeometry
 from fusion_core.data.shard_source import ShardSource
 from fusion_core.data.static_tf import (
     StaticTfError,
@@ -25,10 +27,9 @@ from fusion_core.data.static_tf import (
     matrix_from_quaternion,
 )
 from fusion_core.data.topic_mapping import SyncTolerance, TopicMapping
-from sim import topics as T
+from fusion_core.vocabulary import SENSORS
 from sim.config import FaultConfig, LidarConfig, MountConfig, SensorSuiteConfig
 from sim.simulator import Simulator
-from sim.writers.ros_types import shared_typestore
 from sim.writers.rosbag import RosbagWriter
 from sim.writers.shards import ShardWriter
 from tests.conftest import straight_scenario

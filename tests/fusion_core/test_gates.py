@@ -16,17 +16,18 @@ from fusion_core.gates.attention import (
     topk_mask,
 )
 from fusion_core.gates.config import load_gates_config
-from fusion_core.gates.context_head import CONDITIONS, ContextEstimate
+from fusion_core.gates.context_head import ContextEstimate
 from fusion_core.gates.knowledge import expert_sensor_matrix, knowledge_active
 from fusion_core.gates.loss_gate import choose_configuration, configuration_sensor_j
 from fusion_core.gates.modules import GateModules, load_gates, save_gates
 from fusion_core.gates.settings import GateSettings
 from fusion_core.gates.training import train_gates
 from fusion_core.model.batch import BatchCollator
-from fusion_core.model.config import DETECTION_SENSORS, load_model_config
+from fusion_core.model.config import load_model_config
 from fusion_core.model.detector import FusionDetector
 from fusion_core.runtime.cost_table import measure_cost_table
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
+from fusion_core.vocabulary import CONDITIONS, DETECTION_SENSORS
 
 
 def test_topk_keeps_exactly_k_available_experts():
@@ -70,7 +71,7 @@ def test_loss_gate_lambda_trades_predicted_loss_for_energy():
 
 
 def test_sensor_pricing_charges_every_sensor_of_the_runnable_experts_once():
-    # experts: lidar, radar, lidar_radar, all (rgb, depth, lidar, radar); sensors in HEALTH_SENSORS order
+    # experts: lidar, radar, lidar_radar, all (rgb, depth, lidar, radar); sensors in DETECTION_SENSORS order
     uses = expert_sensor_matrix([("lidar",), ("radar",), ("lidar", "radar"), ("rgb", "depth", "lidar", "radar")])
     sensor_j = torch.tensor([0.25, 0.25, 0.8, 0.66])  # rgb, depth, lidar, radar: W x 0.1 s
     # configurations: lidar; lidar + lidar_radar; all; radar while radar is not available

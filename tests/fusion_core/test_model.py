@@ -9,13 +9,14 @@ import torch
 
 from fusion_core.boxes import CLASS_ID, X, Y
 from fusion_core.data.shard_source import ShardSource
-from fusion_core.model.config import DETECTION_SENSORS, load_model_config
+from fusion_core.model.config import load_model_config
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.head import N_REGRESSION
 from fusion_core.model.inputs import collate, depth_to_points
 from fusion_core.model.loss import detection_loss
 from fusion_core.model.targets import build_targets
+from fusion_core.vocabulary import DETECTION_SENSORS
 
 
 @pytest.fixture(scope="module")

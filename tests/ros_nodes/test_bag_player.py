@@ -27,6 +27,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from fusion_core.data import ros_decode as rd
+from fusion_core.data.ros_types import shared_typestore
 from ros_nodes import ros_io
 from ros_nodes.bag_messages import (
     SENSOR_TYPES,
@@ -41,7 +42,6 @@ from ros_nodes.bag_player import qos_for
 from ros_nodes.playback import PlaybackClock, PlaybackReport
 from sim.config import LidarConfig, SensorSuiteConfig
 from sim.simulator import Simulator
-from sim.writers.ros_types import shared_typestore
 from sim.writers.rosbag import write_bag
 from tests.conftest import straight_scenario
 from tests.ros_nodes.dds import REPO, Listener, fresh_domain_id, node_process

@@ -35,13 +35,13 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from fusion_core.data import topics as T
 from fusion_core.data.static_tf import save_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
 from ros_nodes import ros_io
 from ros_nodes.fusion_node import DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC
 from ros_nodes.fusion_pipeline import subscribed_topics
 from ros_nodes.run_record import FRAME_STATUS, HEALTH_STATUS
-from sim import topics as T
 from sim.calibration import rig_calibration, rig_static_tf
 from sim.config import load_scenario, resolve_scenario
 from sim.simulator import Simulator

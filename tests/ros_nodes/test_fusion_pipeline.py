@@ -179,7 +179,8 @@ def test_power_gating_puts_unused_sensors_in_standby_and_out_of_the_ledger(bag, 
     # the static gate needs every sensor; a tiny detector whose only expert is lidar needs one
     lidar_only = DynamicFusion(fusion.detector, None, GateSettings(mode="late"), cost_table=fusion.cost_table,
                                profile=fusion.profile)
-    lidar_only.single_sensor_experts = [fusion.expert_names.index("lidar")]
+    lidar_only.gate_setup = dataclasses.replace(  # late fusion over the lidar expert alone
+        lidar_only.gate_setup, single_sensor=torch.tensor([name == "lidar" for name in fusion.expert_names]))
     power = SensorPowerManager(PowerGatingConfig(enabled=True, standby_after_s=0.3, recheck_period_s=100.0,
                                                  wake_on_context_change=False))
     pipe = pipeline(lidar_only, mapping, tf_path, power=power)

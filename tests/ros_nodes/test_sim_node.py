@@ -14,11 +14,15 @@ import pytest
 import yaml
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from fusion_core.data import topics as T
+from fusion_core.data.topics import (
+    POWER_MESSAGE_TYPE,
+    power_request_topic,
+    power_state_topic,
+)
+from fusion_core.vocabulary import SENSORS
 from ros_nodes import ros_io
 from ros_nodes.sim_node import CLOCK_TOPIC, CLOCK_TYPE, SimNodeConfig
-from sim import topics as T
-from sim.config import SENSOR_NAMES
-from sim.sensor_power import POWER_MESSAGE_TYPE, power_request_topic, power_state_topic
 from tests.ros_nodes.dds import REPO, Listener, fresh_domain_id, node_process
 
 MODULE = "ros_nodes.sim_node"
@@ -103,9 +107,9 @@ def tiny_scenario(tmp_path_factory) -> Path:
 def listen(domain_id: int) -> Listener:
     topics = dict(SUPPORTED)
     topics[CLOCK_TOPIC] = CLOCK_TYPE
-    topics.update({power_state_topic(s): POWER_MESSAGE_TYPE for s in SENSOR_NAMES})
+    topics.update({power_state_topic(s): POWER_MESSAGE_TYPE for s in SENSORS})
     qos = {topic: RELIABLE_DEEP_QOS for topic in RELIABLE_TOPICS}
-    qos.update({power_state_topic(s): ros_io.LATCHED_QOS for s in SENSOR_NAMES})
+    qos.update({power_state_topic(s): ros_io.LATCHED_QOS for s in SENSORS})
     qos[T.TF_STATIC_TOPIC] = ros_io.LATCHED_QOS  # sent once at start-up, maybe before discovery ends
     return Listener(domain_id, topics, qos_by_topic=qos)
 
@@ -224,7 +228,7 @@ def test_clock_follows_the_delivered_scenario_time(clean_run):
 
 def test_every_sensor_reports_on_at_start(clean_run):
     _, _, listener = clean_run
-    for sensor in SENSOR_NAMES:
+    for sensor in SENSORS:
         assert states(listener, sensor) == ["on"]
 
 
@@ -273,7 +277,7 @@ def test_standby_stops_a_sensor_and_on_warms_it_up_again(tiny_scenario, tmp_path
             # be back within a frame); a frame of slack for a node running a little late.
             assert resumed[0] >= asked_on + WARMUP_S - FRAME_PERIOD_S
             assert resumed[0] - last_before >= 1.0
-            assert all(states(listener, s) == ["on"] for s in SENSOR_NAMES if s != "lidar")
+            assert all(states(listener, s) == ["on"] for s in SENSORS if s != "lidar")
             assert proc.poll() is None
             proc.send_signal(subprocess.signal.SIGINT)
             returncode = proc.wait(timeout=15)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from sim import topics as T
+from fusion_core.data import topics as T
+from fusion_core.data.ros_types import shared_typestore
 from sim.calibration import FRAME_IDS
 from sim.config import FaultConfig
 from sim.readings import SensorReading
 from sim.simulator import Simulator
 from sim.writers.frame_messages import FrameMessageBuilder, TimedMessage
-from sim.writers.ros_types import shared_typestore
 from sim.writers.rosbag import RosbagWriter, epoch_to_ns
 from tests.conftest import straight_scenario
 

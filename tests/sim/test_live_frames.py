@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from fusion_core.config_io import ConfigError
-from sim import topics as T
-from sim.config import SENSOR_NAMES, FaultConfig
+from fusion_core.data import topics as T
+from fusion_core.data.ros_types import shared_typestore
+from fusion_core.vocabulary import SENSORS
+from sim.config import FaultConfig
 from sim.live_frames import (
     NOT_CAPTURED,
     FrameProducer,
@@ -17,7 +19,6 @@ from sim.live_frames import (
 )
 from sim.simulator import Simulator
 from sim.writers.frame_messages import FrameMessageBuilder
-from sim.writers.ros_types import shared_typestore
 from tests.conftest import straight_scenario
 
 EPOCH_NS = 1_700_000_000_000_000_000
@@ -43,14 +44,14 @@ def count_captures(sim: Simulator) -> dict[str, int]:
 def test_unwanted_sensors_are_not_ray_cast_and_the_others_are_unchanged():
     config = straight_scenario(faults=(FaultConfig(sensor="lidar", kind="frozen", start_s=0.3, end_s=0.6),))
     reference = list(Simulator(config).run(6))
-    wanted = set(SENSOR_NAMES)
+    wanted = set(SENSORS)
     sim = SwitchableSimulator(config, lambda: wanted)
     captures = count_captures(sim)
     frames = []
     for frame in sim.run(6):  # frames are simulated lazily: switch the LiDAR off after frame 1
         frames.append(frame)
         if frame.index == 1:
-            wanted = set(SENSOR_NAMES) - {"lidar", "rgb"}
+            wanted = set(SENSORS) - {"lidar", "rgb"}
     assert captures == {"rgb": 2, "depth": 6, "lidar": 2, "radar": 12}
     for frame, ref in zip(frames, reference, strict=True):
         assert [(r.sensor, r.seq) for r in frame.readings] == [(r.sensor, r.seq) for r in ref.readings]
@@ -83,10 +84,10 @@ def test_frames_for_duration():
 def test_producer_hands_out_each_frame_serialised_without_unwanted_sensors_and_topics():
     config = straight_scenario()
     reference = list(Simulator(config).run(4))
-    sim = SwitchableSimulator(config, lambda: set(SENSOR_NAMES) - {"radar"})
+    sim = SwitchableSimulator(config, lambda: set(SENSORS) - {"radar"})
     builder = FrameMessageBuilder(sim, EPOCH_NS)
     topics = set(T.TOPIC_TYPES) - {T.TF_TOPIC, T.GT_DETECTIONS_TOPIC}
-    producer = FrameProducer(sim, builder, 4, topics, serialize, lambda: set(SENSOR_NAMES) - {"radar"})
+    producer = FrameProducer(sim, builder, 4, topics, serialize, lambda: set(SENSORS) - {"radar"})
     producer.start()
     try:
         for ref in reference:
@@ -105,9 +106,9 @@ def test_producer_hands_out_each_frame_serialised_without_unwanted_sensors_and_t
 
 
 def test_producer_raises_the_simulators_error_in_the_consumer():
-    sim = SwitchableSimulator(straight_scenario(), lambda: SENSOR_NAMES)
+    sim = SwitchableSimulator(straight_scenario(), lambda: SENSORS)
     producer = FrameProducer(sim, FrameMessageBuilder(sim, EPOCH_NS), 10**6, set(T.TOPIC_TYPES), serialize,
-                             lambda: SENSOR_NAMES)
+                             lambda: SENSORS)
     producer.start()
     try:
         with pytest.raises(ConfigError, match="too short"):

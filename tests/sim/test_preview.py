@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from sim.config import SENSOR_NAMES, FaultConfig, ScenarioConfig, WeatherConfig
+from fusion_core.vocabulary import SENSORS
+from sim.config import FaultConfig, ScenarioConfig, WeatherConfig
 from sim.preview import render_contact_sheet
 from sim.simulator import Simulator
 
@@ -53,7 +54,7 @@ def test_contact_sheet_lidar_dropout_on_last_frame(tmp_path):
 
 
 def test_contact_sheet_with_every_sensor_missing(tmp_path):
-    faults = tuple(FaultConfig(sensor=s, kind="dropout", start_s=0.0, end_s=1.0) for s in SENSOR_NAMES)
+    faults = tuple(FaultConfig(sensor=s, kind="dropout", start_s=0.0, end_s=1.0) for s in SENSORS)
     frames, out = _render(ScenarioConfig(faults=faults), 1, tmp_path / "sheet.png")
     assert not frames[-1].readings
     img = _check_png(out)

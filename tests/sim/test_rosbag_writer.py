@@ -16,15 +16,16 @@ from rosbags.interfaces import QosDurability
 from rosbags.rosbag2 import Reader
 
 from fusion_core.boxes import CLASS_ID, CLASS_NAMES, H, L, W
-from sim import topics as T
-from sim.calibration import FRAME_IDS
-from sim.config import SENSOR_NAMES, FaultConfig, ScenarioConfig
-from sim.simulator import Simulator
-from sim.writers.ros_types import (
+from fusion_core.data import topics as T
+from fusion_core.data.ros_types import (
     VISION_MSGS_DEFINITIONS,
     message_definition,
     ros2_typestore,
 )
+from fusion_core.vocabulary import SENSORS
+from sim.calibration import FRAME_IDS
+from sim.config import FaultConfig, ScenarioConfig
+from sim.simulator import Simulator
 from sim.writers.rosbag import RosbagWriter
 
 with warnings.catch_warnings():  # mcap_ros2.reader warns on import that it is deprecated (still works)
@@ -127,7 +128,7 @@ def test_message_counts_match_configured_rates(clean_bag):
         T.TF_STATIC_TOPIC: 1, T.TF_TOPIC: N_FRAMES, T.ODOM_TOPIC: N_FRAMES, T.GT_MARKERS_TOPIC: N_FRAMES,
         T.GT_DETECTIONS_TOPIC: N_FRAMES, T.LABELS_TOPIC: N_FRAMES,
     }
-    for sensor in SENSOR_NAMES:
+    for sensor in SENSORS:
         expected[T.SENSOR_TOPICS[sensor]] = round(duration_s * getattr(cfg.sensors, sensor).rate_hz)
     for sensor, topic in T.CAMERA_INFO_TOPICS.items():
         expected[topic] = expected[T.SENSOR_TOPICS[sensor]]
@@ -197,7 +198,7 @@ def test_decoded_lidar_and_radar_points_equal_simulator_payload(clean_bag):
 
 def test_header_stamps_are_epoch_plus_capture_time(clean_bag):
     msgs, times, frames = clean_bag["msgs"], clean_bag["times"], clean_bag["frames"]
-    for sensor in SENSOR_NAMES:
+    for sensor in SENSORS:
         sent = readings_of(frames, sensor)
         got = msgs[T.SENSOR_TOPICS[sensor]]
         assert [stamp_ns(m.header) for m in got] == [ns(r.capture_time_s) for r in sent]
@@ -278,7 +279,7 @@ def test_labels_topic_clean_run(clean_bag):
         cond, *sensors = msg.status
         assert (cond.name, cond.message) == ("condition", frame.condition)
         assert {kv.key: kv.value for kv in cond.values} == {"severity": f"{frame.severity:g}"}
-        assert [s.name for s in sensors] == [f"sensor/{n}" for n in SENSOR_NAMES]
+        assert [s.name for s in sensors] == [f"sensor/{n}" for n in SENSORS]
         for s in sensors:
             assert (s.level, s.message) == (0, "ok")
             assert {kv.key: kv.value for kv in s.values} == {"fault": "none", "dropped": "0"}

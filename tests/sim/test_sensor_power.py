@@ -3,38 +3,28 @@ from __future__ import annotations
 
 import pytest
 
-from sim.config import SENSOR_NAMES
-from sim.sensor_power import (
-    PowerStateChange,
-    SensorPowerSwitch,
-    power_request_topic,
-    power_state_topic,
-)
+from fusion_core.vocabulary import SENSORS
+from sim.sensor_power import PowerStateChange, SensorPowerSwitch
 
 
 def on(sensor: str) -> PowerStateChange:
     return PowerStateChange(sensor, "on")
 
 
-def test_topic_names_use_the_short_sensor_name():
-    assert power_request_topic("rgb") == "/sensors/rgb/power/request"
-    assert power_state_topic("lidar") == "/sensors/lidar/power/state"
-
-
 def test_starts_on_and_publishes_everything():
-    switch = SensorPowerSwitch(SENSOR_NAMES, warmup_s=0.2)
-    assert switch.initial_states() == [on(s) for s in SENSOR_NAMES]
-    assert switch.capture_sensors() == frozenset(SENSOR_NAMES)
+    switch = SensorPowerSwitch(SENSORS, warmup_s=0.2)
+    assert switch.initial_states() == [on(s) for s in SENSORS]
+    assert switch.capture_sensors() == frozenset(SENSORS)
     assert switch.begin_frame(0.0) == []
     assert switch.admit("lidar", 0.0) == (True, [])
 
 
 def test_standby_takes_effect_at_the_next_frame_boundary_and_withholds_even_late_deliveries():
-    switch = SensorPowerSwitch(SENSOR_NAMES, warmup_s=0.2)
+    switch = SensorPowerSwitch(SENSORS, warmup_s=0.2)
     switch.begin_frame(0.0)
     assert switch.request("lidar", "standby") == []  # nothing changes mid-frame ...
     assert switch.admit("lidar", 0.05) == (True, [])
-    assert switch.capture_sensors() == frozenset(SENSOR_NAMES) - {"lidar"}  # ... but the next frames skip it
+    assert switch.capture_sensors() == frozenset(SENSORS) - {"lidar"}  # ... but the next frames skip it
     assert switch.begin_frame(0.1) == [PowerStateChange("lidar", "standby")]
     assert switch.state("lidar") == "standby"
     assert switch.admit("lidar", 0.1) == (False, [])
@@ -45,12 +35,12 @@ def test_standby_takes_effect_at_the_next_frame_boundary_and_withholds_even_late
 
 
 def test_wake_up_reports_warming_at_once_then_on_with_the_first_valid_capture():
-    switch = SensorPowerSwitch(SENSOR_NAMES, warmup_s=0.25)
+    switch = SensorPowerSwitch(SENSORS, warmup_s=0.25)
     switch.request("rgb", "standby")
     switch.begin_frame(0.0)
     assert switch.request("rgb", "on") == [PowerStateChange("rgb", "warming")]  # before any boundary
     assert switch.admit("rgb", 0.05) == (False, [])
-    assert switch.capture_sensors() == frozenset(SENSOR_NAMES)
+    assert switch.capture_sensors() == frozenset(SENSORS)
     assert switch.begin_frame(0.1) == []  # already reported warming
     # warm-up counts from the boundary: data from 0.1 + 0.25 = 0.35 on
     for t in (0.1, 0.2, 0.3, 0.349):
@@ -62,7 +52,7 @@ def test_wake_up_reports_warming_at_once_then_on_with_the_first_valid_capture():
 
 
 def test_capture_time_at_the_end_of_the_warm_up_is_not_lost_to_float_rounding():
-    switch = SensorPowerSwitch(SENSOR_NAMES, warmup_s=0.2)
+    switch = SensorPowerSwitch(SENSORS, warmup_s=0.2)
     switch.request("depth", "standby")
     switch.begin_frame(0.0)
     switch.request("depth", "on")
@@ -72,7 +62,7 @@ def test_capture_time_at_the_end_of_the_warm_up_is_not_lost_to_float_rounding():
 
 
 def test_zero_warm_up_turns_on_with_the_first_capture_of_the_next_frame():
-    switch = SensorPowerSwitch(SENSOR_NAMES, warmup_s=0.0)
+    switch = SensorPowerSwitch(SENSORS, warmup_s=0.0)
     switch.request("imu", "standby")
     switch.begin_frame(0.0)
     switch.request("imu", "on")
@@ -82,7 +72,7 @@ def test_zero_warm_up_turns_on_with_the_first_capture_of_the_next_frame():
 
 
 def test_repeated_requests_are_no_ops_and_the_last_request_before_a_boundary_wins():
-    switch = SensorPowerSwitch(SENSOR_NAMES, warmup_s=0.2)
+    switch = SensorPowerSwitch(SENSORS, warmup_s=0.2)
     assert switch.request("radar", "on") == []
     assert switch.begin_frame(0.0) == []
     switch.request("radar", "standby")
@@ -96,12 +86,12 @@ def test_repeated_requests_are_no_ops_and_the_last_request_before_a_boundary_win
     # on (reported warming at once), then standby again before the boundary: back to standby
     assert switch.request("radar", "on") == [PowerStateChange("radar", "warming")]
     switch.request("radar", "standby")
-    assert switch.capture_sensors() == frozenset(SENSOR_NAMES) - {"radar"}
+    assert switch.capture_sensors() == frozenset(SENSORS) - {"radar"}
     assert switch.begin_frame(0.4) == [PowerStateChange("radar", "standby")]
 
 
 def test_standby_while_warming_cancels_the_wake_up():
-    switch = SensorPowerSwitch(SENSOR_NAMES, warmup_s=0.5)
+    switch = SensorPowerSwitch(SENSORS, warmup_s=0.5)
     switch.request("lidar", "standby")
     switch.begin_frame(0.0)
     switch.request("lidar", "on")
@@ -119,14 +109,14 @@ def test_standby_while_warming_cancels_the_wake_up():
 
 
 def test_unknown_requests_are_counted_and_ignored():
-    switch = SensorPowerSwitch(SENSOR_NAMES, warmup_s=0.2)
+    switch = SensorPowerSwitch(SENSORS, warmup_s=0.2)
     assert switch.request("rgb", "off") == []
     assert switch.request("depth", "off") == []
     assert switch.request("rgb", "ON") == []
     assert switch.unknown_requests == {"off": 2, "ON": 1}
     assert switch.begin_frame(0.0) == []
-    assert all(switch.state(s) == "on" for s in SENSOR_NAMES)
+    assert all(switch.state(s) == "on" for s in SENSORS)
     with pytest.raises(KeyError, match="unknown sensor 'thermal'"):
         switch.request("thermal", "on")
     with pytest.raises(ValueError, match="warmup_s"):
-        SensorPowerSwitch(SENSOR_NAMES, warmup_s=-1.0)
+        SensorPowerSwitch(SENSORS, warmup_s=-1.0)

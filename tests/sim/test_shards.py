@@ -8,15 +8,17 @@ import time
 import numpy as np
 import pytest
 
+from fusion_core.data.shard_format import INDEX_FILE, ShardFormatError
+from fusion_core.data.shard_reader import ShardDataset
+from fusion_core.vocabulary import SENSORS
 from sim.config import (
-    SENSOR_NAMES,
     FaultConfig,
     RgbCameraConfig,
     ScenarioConfig,
     SensorSuiteConfig,
 )
 from sim.simulator import Simulator
-from sim.writers.shards import INDEX_FILE, ShardDataset, ShardFormatError, ShardWriter
+from sim.writers.shards import ShardWriter, dataset_scenario
 
 N_FRAMES = 12
 PER_SHARD = 5
@@ -53,7 +55,7 @@ def test_layout_and_summary(run):
     ds = ShardDataset(path)
     assert len(ds) == N_FRAMES
     assert ds.config_mapping["name"] == "shard_test"
-    assert ds.scenario_config() == sim.config
+    assert dataset_scenario(ds) == sim.config
     for name, cal in sim.calibration.items():
         np.testing.assert_array_equal(ds.calibration[name].base_from_sensor, cal.base_from_sensor)
         assert ds.calibration[name].frame_id == cal.frame_id
@@ -127,7 +129,7 @@ def test_lidar_dropout_reads_as_none_with_reason(run):
         else:
             assert r.lidar is not None and len(r.lidar) > 1000
             assert r.missing == {}
-        assert all(r.present(s) for s in SENSOR_NAMES if s != "lidar")
+        assert all(r.present(s) for s in SENSORS if s != "lidar")
 
 
 def test_sensor_without_capture_in_frame(tmp_path):

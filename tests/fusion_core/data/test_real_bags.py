@@ -20,10 +20,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from fusion_core.config_io import ConfigError, from_mapping
 from fusion_core.data import ros_decode as rd
+from fusion_core.data.ros_types import shared_typestore
 from fusion_core.data.rosbag_source import RosbagSource, fallback_typestore
 from fusion_core.data.static_tf import StaticTfError
 from fusion_core.data.topic_mapping import TopicMapping
-from sim.writers.ros_types import shared_typestore
 
 ROOT = Path(__file__).resolve().parents[3]
 REAL = ROOT.parent / "shared" / "data" / "real"

@@ -1,5 +1,6 @@
 """ROS 2 topic names and message types of a dyn_fusion recording (bags written by
-:mod:`sim.writers.rosbag`; the same names are meant for live publishers).
+:mod:`sim.writers.rosbag`; the same names are meant for live publishers), and the sensor power
+gating topics (``docs/sensor_power_gating.md``).
 
     topic                               type                                 content
     /sensors/camera/rgb/image_raw       sensor_msgs/msg/Image                rgb8, camera_rgb_optical_frame
@@ -69,7 +70,7 @@ TOPIC_TYPES: dict[str, str] = {
     LABELS_TOPIC: DIAGNOSTIC_ARRAY_TYPE,
 }
 
-# sensor name (sim.config.SENSOR_NAMES) -> data topic
+# sensor name (fusion_core.vocabulary.SENSORS) -> data topic
 SENSOR_TOPICS: dict[str, str] = {
     "rgb": RGB_IMAGE_TOPIC,
     "depth": DEPTH_IMAGE_TOPIC,
@@ -127,3 +128,16 @@ LABEL_KEY_SEVERITY = "severity"             # condition entry: condition severit
 LABEL_KEY_FAULT = "fault"                   # sensor entry: active fault kind, or "none"
 LABEL_KEY_DROPPED = "dropped"               # sensor entry: captures dropped in this frame
 LABEL_OK_MESSAGE = "ok"                     # sensor entry message when no fault is active
+
+# --- sensor power gating (docs/sensor_power_gating.md) -------------------------------------------
+POWER_MESSAGE_TYPE = "std_msgs/msg/String"  # of both topics; latched (reliable, transient local, depth 1)
+
+
+def power_request_topic(sensor: str) -> str:
+    """Where the fusion node asks ``sensor`` (short name: rgb, depth, lidar, radar, imu) for a state."""
+    return f"/sensors/{sensor}/power/request"
+
+
+def power_state_topic(sensor: str) -> str:
+    """Where ``sensor``'s driver reports its power state."""
+    return f"/sensors/{sensor}/power/state"
