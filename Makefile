@@ -10,6 +10,7 @@ run: env
 	$(PY) -m dyn_fusion.cli up vehicle --duration-s 30 --out runs/latest --overwrite
 
 test: env
+	.venv/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 bench: env

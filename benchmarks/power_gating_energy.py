@@ -65,7 +65,7 @@ from fusion_core.runtime.builder import build_dynamic_fusion, reference_inputs
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
 from fusion_core.training.checkpoint import load_detector
-from fusion_core.vocabulary import DETECTION_SENSORS
+from fusion_core.vocabulary import CONTEXT_COMPONENT, DETECTION_SENSORS, HEAD_ENTRY_COMPONENT, exit_component, expert_component, gate_component, stem_component
 
 SENSORS = (*DETECTION_SENSORS, "imu")
 # configs/vehicle.yaml's power section (warmup_s 0.3 there; PowerGatingConfig's own default is 0.2).
@@ -183,20 +183,20 @@ def _decide(fusion: DynamicFusion, run: Run, view: _View, visible: np.ndarray) -
             choice = int(choose_configuration(loss, view.conf_available, energy, run.settings.gamma,
                                               run.settings.lam_per_j)[0])
         if mode == "loss":
-            components["context"] += 1
-            components["gate:loss"] += 1
+            components[CONTEXT_COMPONENT] += 1
+            components[gate_component("loss")] += 1
             condition, degraded = view.condition, view.degraded
         configuration = gates.configuration_names[choice]
         active = view.available & masks[choice][None]
     for s in stems:
-        components[f"stem:{s}"] += 1
-    components["stem:imu"] += 1
+        components[stem_component(s)] += 1
+    components[stem_component("imu")] += 1
     for k in range(len(names)):
         if bool(active[0, k]):
-            components[f"expert:{names[k]}"] += 1
-    components["head:entry"] += 1
+            components[expert_component(names[k])] += 1
+    components[HEAD_ENTRY_COMPONENT] += 1
     for k in range(n_exits):
-        components[f"exit:{k}"] += 1
+        components[exit_component(k)] += 1
     experts = tuple(n for n, on in zip(names, active[0].tolist()) if on)
     return _Step(view.boxes(active), configuration, experts, dict(components), condition, degraded)
 

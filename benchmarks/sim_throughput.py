@@ -123,7 +123,7 @@ def main() -> int:
     }
     result = {
         "benchmark": "sim_throughput",
-        "command": "python benchmarks/sim_throughput.py --frames %d --scenario %s" % (args.frames, args.scenario),
+        "command": f"python benchmarks/sim_throughput.py --frames {args.frames} --scenario {args.scenario}",
         "scenario": config.name,
         "sensors": {
             "lidar": f"{s.lidar.beams}x{s.lidar.azimuth_steps} @ {s.lidar.rate_hz} Hz",

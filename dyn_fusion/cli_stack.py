@@ -125,7 +125,6 @@ def _consumed_topics(mapping) -> str:
     simulator's ground truth and labels), as a parameter value: the player waits for those only
     (nothing subscribes to /odom or /clock, so waiting for every topic would always time out)."""
     from fusion_core.data import topics as T
-
     from fusion_core.vocabulary import CAMERAS, SENSORS
 
     topics = [mapping.sensor_topic(s) for s in SENSORS]
@@ -144,7 +143,7 @@ def _bag_static_tf(bag: Path, mapping):
 
     try:
         return read_static_tf(bag, mapping)
-    except Exception as exc:  # noqa: BLE001 - AnyReader wraps storage errors in several types
+    except Exception as exc:  # AnyReader wraps storage errors in several types
         print(f"[replay] {bag}: rosbags cannot open it ({type(exc).__name__}); reading /tf_static front to back")
     tree = StaticTfTree()
     with BagMessages(bag) as messages:

@@ -32,8 +32,11 @@ ABSENCE_REASONS: tuple[str, ...] = (
     DROPPED_BY_FAULT, NO_CAPTURE, NOT_RECORDED, NO_MESSAGE, NO_CAMERA_INFO, NO_CALIBRATION, DECODE_ERROR,
     NOT_SUBSCRIBED, STANDBY, WARMING, TRAINING_DROPOUT, EVALUATION_DROPOUT, EVALUATION_NOT_SELECTED,
 )
-# Sensor power states (fusion_core.runtime.power_gating); "standby" and "warming" double as reasons.
-POWER_STATES: tuple[str, ...] = ("on", WARMING, STANDBY)
+# Sensor power (fusion_core.runtime.power_gating, sim.sensor_power): what a node may request and
+# what a sensor reports; "standby" and "warming" double as absence reasons.
+POWER_ON = "on"
+POWER_REQUESTS: tuple[str, ...] = (POWER_ON, STANDBY)
+POWER_STATES: tuple[str, ...] = (POWER_ON, WARMING, STANDBY)
 
 
 # ----------------------------------------------------------------------------- sensors

@@ -201,7 +201,7 @@ class BagMessages:
         reader = AnyReader([self.path], default_typestore=fallback_typestore())
         try:
             reader.open()
-        except Exception as exc:  # noqa: BLE001 - AnyReader wraps storage errors in several types
+        except Exception as exc:  # AnyReader wraps storage errors in several types
             kind, files = _storage_files(self.path)
             if not files:
                 raise BagReadError(f"{self.path}: cannot be read: {exc}") from None
@@ -234,7 +234,7 @@ class BagMessages:
             for conn, log_ns, raw in self._reader.messages():
                 count, last_ns = count + 1, log_ns
                 yield self._message(log_ns, conn.topic, ros2_type_name(conn.msgtype), raw)
-        except Exception as exc:  # noqa: BLE001 - any storage or decompression error ends the bag here
+        except Exception as exc:  # any storage or decompression error ends the bag here
             where = "before the first message" if last_ns is None else \
                 f"after {count} messages (last log time {last_ns} ns)"
             raise BagReadError(f"{self.path}: reading stopped {where}: {type(exc).__name__}: {exc}") from None
@@ -267,7 +267,7 @@ class BagMessages:
             return BagMessage(log_ns, topic, msgtype, bytes(raw))
         try:
             return BagMessage(log_ns, topic, msgtype, bytes(self._recorded.ros1_to_cdr(raw, msgtype)))
-        except Exception as exc:  # noqa: BLE001 - rosbags raises several types for damaged bytes
+        except Exception as exc:  # rosbags raises several types for damaged bytes
             return BagMessage(log_ns, topic, msgtype, None, f"conversion: ROS 1 to CDR failed: {exc}")
 
     def _topic_reason(self, topic: str, msgtype: str) -> str:

@@ -148,7 +148,7 @@ def _partial_chunk(state: _McapState, body: bytes) -> list[SalvagedMessage]:
         if pos > len(body):
             return []
         return state.chunk_records(_decompress(compression, body[pos:], None), complete=False)
-    except Exception:  # noqa: BLE001 - cut data a parser or decoder chokes on: nothing more to save
+    except Exception:  # cut data a parser or decoder chokes on: nothing more to save
         return []
 
 
@@ -179,7 +179,7 @@ def salvage_mcap(path: Path) -> Iterator[SalvagedMessage]:
                 return
             try:
                 messages = _whole_chunk(state, body) if opcode == Opcode.CHUNK else [state.record(opcode, body)]
-            except Exception as exc:  # noqa: BLE001 - whatever the parser says, the record is damaged
+            except Exception as exc:  # whatever the parser says, the record is damaged
                 raise SalvageStopped(path, f"at byte {offset} of {size}",
                                      f"damaged record (opcode 0x{opcode:02x}): {exc}") from None
             yield from (m for m in messages if m is not None)

@@ -74,7 +74,7 @@ class EnergyMonitor(Node):
     def _decode(self, raw: bytes, msgtype: str):
         try:
             return ros_io.deserialize(raw, msgtype)
-        except Exception:  # noqa: BLE001 - damaged bytes: counted, the monitor keeps running
+        except Exception:  # damaged bytes: counted, the monitor keeps running
             self.recorder.bad_messages += 1
             return None
 

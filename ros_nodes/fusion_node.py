@@ -283,14 +283,14 @@ class FusionNode(Node):
         """Fuse and publish one frame; an exception costs that frame (counted), not the node."""
         try:
             outcome = self.pipeline.run(frame)
-        except Exception as exc:  # noqa: BLE001 - a bad frame must not take the node down
+        except Exception as exc:  # a bad frame must not take the node down
             self.pipeline.drop_frames([frame], "fusion_error")
             self.get_logger().error(f"frame {frame.synced.stamp_ns}: fusion failed: {exc!r}")
             return
         self._ready += outcome.released_frames
         try:
             self._publish(outcome)
-        except Exception as exc:  # noqa: BLE001 - keep fusing; the error is logged per frame
+        except Exception as exc:  # keep fusing; the error is logged per frame
             self.get_logger().error(f"frame {outcome.stamp_ns}: publishing failed: {exc!r}")
 
     def finish(self) -> None:

@@ -151,7 +151,7 @@ class FusionPipeline:
         sensor = CAMERA_INFO_ROLES.get(role, role)
         try:
             msg = ros_io.deserialize(raw, self.roles[role][1])
-        except Exception as exc:  # noqa: BLE001 - any failure here means damaged bytes
+        except Exception as exc:  # any failure here means damaged bytes
             # a CameraInfo's trouble is told apart from its image's, as the offline reader does
             what = "camera_info:deserialize" if role in CAMERA_INFO_ROLES else "deserialize"
             self._drop(sensor, f"{DECODE_ERROR}:{what}", str(exc))

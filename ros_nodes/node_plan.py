@@ -18,7 +18,6 @@ from pathlib import Path
 from fusion_core.shipped import shipped_path
 
 
-
 @dataclass(frozen=True)
 class NodeSpec:
     name: str          # ROS node name

@@ -51,7 +51,7 @@ from fusion_core.data.topics import (
     power_request_topic,
     power_state_topic,
 )
-from fusion_core.vocabulary import SENSORS
+from fusion_core.vocabulary import POWER_REQUESTS, SENSORS
 from ros_nodes import ros_io
 from ros_nodes.node_main import stop_on_signals
 from ros_nodes.node_params import declare_section, read_section
@@ -67,7 +67,7 @@ from sim.live_frames import (
     SwitchableSimulator,
     frames_for_duration,
 )
-from sim.sensor_power import POWER_REQUESTS, PowerStateChange, SensorPowerSwitch
+from sim.sensor_power import PowerStateChange, SensorPowerSwitch
 from sim.session import load_with_seed
 from sim.writers.frame_messages import NS_PER_S, FrameMessageBuilder
 
@@ -213,7 +213,7 @@ class SimNode(Node):
         def on_request(raw: bytes) -> None:
             try:
                 text = ros_io.deserialize(raw, POWER_MESSAGE_TYPE).data
-            except Exception as exc:  # noqa: BLE001 - any decoding failure of outside bytes
+            except Exception as exc:  # any decoding failure of outside bytes
                 self.stats.bad_requests += 1
                 self.get_logger().error(f"{power_request_topic(sensor)}: undecodable message ignored ({exc})",
                                         once=True)
@@ -411,7 +411,7 @@ def main(args: list[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    except Exception as exc:  # noqa: BLE001 - rcl reports bad --ros-args this way; no traceback for a typo
+    except Exception as exc:  # rcl reports bad --ros-args this way; no traceback for a typo
         logger.error(f"cannot start: {exc}")
         return EXIT_BAD_PARAMETER
     node = None

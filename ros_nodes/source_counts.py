@@ -39,7 +39,7 @@ def decode_source_counts(text: str) -> SourceCounts:
         raise ValueError(f"source counts: not JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("node"), str) or not isinstance(data.get("published"), dict):
         # a malformed message, not a caller's bug: ValueError like every other decoding failure
-        raise ValueError("source counts: expected {\"node\": str, \"published\": {topic: count}}")  # noqa: TRY004
+        raise ValueError("source counts: expected {\"node\": str, \"published\": {topic: count}}")
     published = data["published"]
     if not all(isinstance(t, str) and isinstance(n, int) and n >= 0 for t, n in published.items()):
         raise ValueError("source counts: every count must be a non-negative integer keyed by topic")

@@ -5,9 +5,9 @@ import numpy as np
 
 from fusion_core.data.intrinsics import PinholeIntrinsics
 from fusion_core.data.sensor_calibration import SensorCalibration
+from fusion_core.vocabulary import CAMERAS
 from sim.config import MountConfig, SensorSuiteConfig
 from sim.geometry import BODY_FROM_OPTICAL, rotation_rpy, transform
-from fusion_core.vocabulary import CAMERAS
 
 BASE_FRAME = "base_link"
 WORLD_FRAME = "odom"

@@ -49,7 +49,7 @@ class EgoKinematics:
     accel_lat_mps2: np.ndarray
 
     @classmethod
-    def of(cls, state: EgoState) -> "EgoKinematics":
+    def of(cls, state: EgoState) -> EgoKinematics:
         return cls(*(np.array([v]) for v in (state.speed_mps, state.yaw_rate_radps,
                                               state.accel_long_mps2, state.accel_lat_mps2)))
 

@@ -163,7 +163,7 @@ class FrameProducer:
                 if self._stop.is_set():
                     return
                 self._put(self._batch(frame))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+        except BaseException as exc:  # handed to the consumer, which raises it
             self._put(exc)
 
     def _put(self, item: FrameBatch | BaseException) -> None:

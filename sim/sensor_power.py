@@ -26,8 +26,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-POWER_REQUESTS: tuple[str, ...] = ("on", "standby")
-POWER_STATES: tuple[str, ...] = ("on", "warming", "standby")
+from fusion_core.vocabulary import POWER_REQUESTS
+
 # Slack on capture-time comparisons: capture times are float sums (phase + k / rate); a capture
 # "at" the end of the warm-up must not be withheld by a rounding error. Far below any period.
 _TIME_EPS_S = 1e-6
@@ -38,7 +38,7 @@ class PowerStateChange:
     """A state a sensor reports now (publish it on ``/sensors/<sensor>/power/state``)."""
 
     sensor: str
-    state: str  # one of POWER_STATES
+    state: str  # one of fusion_core.vocabulary.POWER_STATES
 
 
 class SensorPowerSwitch:

@@ -109,3 +109,14 @@ def test_relative_imports_are_resolved(tmp_path):
     path.write_text("from ..training import data\n")
     assert violations(tmp_path) == ["fusion_core/data/x.py imports fusion_core.training "
                                     "(fusion_core.training is above fusion_core.data)"]
+
+
+def test_tests_mirror_the_source_tree():
+    """Every source package has a test folder at the same path holding at least one test module."""
+    missing = []
+    for top in ("fusion_core", "sim", "ros_nodes", "dyn_fusion"):
+        for init in sorted((ROOT / top).rglob("__init__.py")):
+            rel = init.parent.relative_to(ROOT)
+            if not any((ROOT / "tests" / rel).glob("test_*.py")):
+                missing.append(f"tests/{rel.as_posix()}")
+    assert not missing, "source packages without a mirrored test folder: " + ", ".join(missing)

@@ -1,7 +1,14 @@
-"""Opening a dataset path: a simulator shard directory or a rosbag (rosbag2 MCAP/sqlite3, ROS 1)."""
+"""Opening a dataset path: one registered family of dataset formats (a simulator shard dataset, a
+collection of them, a rosbag), detected from the path or named.
+
+A format is a ``DatasetFormat`` entry in ``FORMATS``: how to recognise a path of that format and how
+to open it as a ``Sequence[FusionSample]``. Its reader lives in its own module and is imported only
+when a path of that format is opened, so listing the formats stays cheap.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,26 +17,69 @@ from fusion_core.config_io import ConfigError
 from fusion_core.data.sample import FusionSample
 
 
-def open_source(path: Path | str, topics: Path | str | None = None) -> Sequence[FusionSample]:
-    """A Sequence[FusionSample] over ``path`` (a shard dataset, a collection of them, or a
-    rosbag); ``topics`` is the topic-mapping YAML for bags (default: the simulator's own topics)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"data: {path} does not exist")
-    if (path / "collection.json").is_file():
-        from fusion_core.data.collection_source import CollectionSource
-        return CollectionSource(path)
-    if (path / "index.json").is_file():
-        from fusion_core.data.shard_source import ShardSource
-        return ShardSource(path)
-    is_bag = (path.is_dir() and ((path / "metadata.yaml").is_file() or any(path.glob("*.mcap")) or any(path.glob("*.db3")))) \
-        or path.suffix in (".bag", ".mcap", ".db3")
-    if not is_bag:
-        raise ConfigError(f"data: {path} is neither a shard dataset (index.json), a collection (collection.json) "
-                          "nor a rosbag")
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One dataset format: ``detect(path)`` says whether ``path`` is one (cheap: file names, no
+    reading of data), ``open(path, topics)`` returns its frames in ``base_link``; ``topics`` is the
+    topic-mapping YAML a format may use (bags), or None for its default."""
+
+    name: str                                                   # the ``--format`` value
+    description: str                                            # one line, for errors and --help
+    detect: Callable[[Path], bool]
+    open: Callable[[Path, Path | None], Sequence[FusionSample]]
+
+
+def _open_collection(path: Path, topics: Path | None) -> Sequence[FusionSample]:
+    from fusion_core.data.collection_source import CollectionSource
+    return CollectionSource(path)
+
+
+def _open_shards(path: Path, topics: Path | None) -> Sequence[FusionSample]:
+    from fusion_core.data.shard_source import ShardSource
+    return ShardSource(path)
+
+
+def _is_rosbag(path: Path) -> bool:
+    in_folder = path.is_dir() and ((path / "metadata.yaml").is_file() or any(path.glob("*.mcap"))
+                                   or any(path.glob("*.db3")))
+    return in_folder or path.suffix in (".bag", ".mcap", ".db3")
+
+
+def _open_rosbag(path: Path, topics: Path | None) -> Sequence[FusionSample]:
     from fusion_core.data.rosbag_source import RosbagSource
     from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
     return RosbagSource(path, TopicMapping.load(topics or data_config_dir() / "sim_bag.yaml"))
+
+
+# Detection tries the formats in this order; the first whose detect() holds opens the path.
+FORMATS: dict[str, DatasetFormat] = {f.name: f for f in (
+    DatasetFormat("collection", "a collection of shard datasets (collection.json)",
+                  lambda p: (p / "collection.json").is_file(), _open_collection),
+    DatasetFormat("shards", "a simulator shard dataset (index.json)",
+                  lambda p: (p / "index.json").is_file(), _open_shards),
+    DatasetFormat("rosbag", "a rosbag (rosbag2 folder with metadata.yaml, .mcap, .db3, or a ROS 1 .bag)",
+                  _is_rosbag, _open_rosbag),
+)}
+
+
+def open_source(path: Path | str, topics: Path | str | None = None,
+                format: str | None = None) -> Sequence[FusionSample]:
+    """A Sequence[FusionSample] over ``path``, in the format named by ``format`` (a ``FORMATS``
+    key) or else the first one that recognises it; ``topics`` is the topic-mapping YAML for bags
+    (default: the simulator's own topics)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"data: {path} does not exist")
+    topics = Path(topics) if topics is not None else None
+    if format is not None:
+        if format not in FORMATS:
+            raise ConfigError(f"data: unknown format {format!r} (known: {', '.join(FORMATS)})")
+        return FORMATS[format].open(path, topics)
+    for candidate in FORMATS.values():
+        if candidate.detect(path):
+            return candidate.open(path, topics)
+    raise ConfigError(f"data: {path} is none of the known formats: "
+                      + "; ".join(f"{f.name} ({f.description})" for f in FORMATS.values()))
 
 
 class FrameSubset(Sequence):

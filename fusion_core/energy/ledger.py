@@ -1,16 +1,11 @@
 """The energy ledger: joules by component per frame, and their totals over a run.
 
-Component names (the keys of :attr:`FrameEnergy.compute_j`) follow one convention so that
-ledgers from different gates and runs line up column by column:
+Component names (the keys of :attr:`FrameEnergy.compute_j`) are built by the functions and
+constants of ``fusion_core.vocabulary`` (``stem_component``, ``expert_component``,
+``exit_component``, ``gate_component``, ``CONTEXT_COMPONENT``, ``HEAD_ENTRY_COMPONENT``), so that
+ledgers from different gates and runs line up column by column.
 
-- ``"stem:<sensor>"``       a sensor's feature stem (``"stem:lidar"``, ``"stem:imu"``)
-- ``"context"``             the context head that estimates the condition
-- ``"gate"``                the gate that picks experts
-- ``"expert:<name>"``       a fusion expert, by its ``ExpertConfig.name`` (``"expert:lidar_radar"``)
-- ``"head:<part>"``         shared parts of the multi-exit head (``"head:entry"``, ``"head:stage1"``)
-- ``"exit:<k>"``            exit head ``k``, 0 = shallowest (``"exit:0"``)
-
-Any other string is allowed, except the prefix ``"sensor:"``: run totals key each sensor's
+Any other string is allowed, except ``SENSOR_COMPONENT_PREFIX``: run totals key each sensor's
 energy as ``"sensor:<sensor>"`` so compute and sensing stay distinguishable in one mapping.
 The component -> joules mapping is the one catch-all dict the project passes between stages, on
 purpose: which components exist depends on the model and the gate.

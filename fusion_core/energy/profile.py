@@ -55,7 +55,7 @@ class DeviceProfile:
     compute_idle_power_w: float = param(15.0, "compute device draw while the stack runs but is not computing, W "
                                         "(reported, not attributed to components)", lo=0.0, hi=10000.0)
     # SensorPower is frozen, so every profile sharing the default instance is safe.
-    sensor_power: SensorPower = param(SensorPower(), "power draw of each sensor while it is on")  # noqa: RUF009
+    sensor_power: SensorPower = param(SensorPower(), "power draw of each sensor while it is on")
 
 
 def energy_profile_dir() -> Path:

@@ -26,7 +26,8 @@ class GateTrainConfig:
     single_sensor_prob: float = param(0.15, "chance a frame keeps only one detection sensor", lo=0.0, hi=1.0)
     context_steps: int = param(800, "full-batch steps of the context head", lo=1)
     attention_steps: int = param(400, "optimiser steps of the attention gate", lo=1)
-    attention_k: tuple[int, ...] = param((1, 2, 3, 7), "experts kept per frame while training the attention gate: each step draws one (k is a run-time setting, so the gate learns every k it will meet)")
+    attention_k: tuple[int, ...] = param((1, 2, 3, 7), "experts kept per frame while training the attention gate: each step draws one "
+                                         "(k is a run-time setting, so the gate learns every k it will meet)")
     attention_warmup_steps: int = param(60, "first steps with random top-k masks", lo=0)
     temperature_start: float = param(2.0, "Gumbel-softmax temperature at the end of the warm-up", lo=0.01)
     temperature_floor: float = param(0.3, "lowest temperature (colder: vanishing gradients)", lo=0.01)

@@ -15,7 +15,6 @@ from fusion_core.gates.attention import AttentionGate
 from fusion_core.gates.config import GatesConfig
 from fusion_core.gates.context_head import (
     CONDITIONS,
-    DETECTION_SENSORS,
     ContextEstimate,
     ContextHead,
 )

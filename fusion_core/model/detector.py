@@ -18,7 +18,7 @@ from fusion_core.model.experts import FusionExpert
 from fusion_core.model.head import ExitOutput, MultiExitHead
 from fusion_core.model.inputs import ModelInputs
 from fusion_core.model.stems import STEMS
-from fusion_core.vocabulary import DETECTION_SENSORS, SENSOR_SPECS
+from fusion_core.vocabulary import DETECTION_SENSORS, SENSOR_SPECS, exit_component, expert_component, stem_component
 
 _STEM_BUILD_ORDER = ("lidar", "radar", "depth", "rgb")  # a new detection sensor goes last
 
@@ -94,7 +94,7 @@ class FusionDetector(nn.Module):
             if not bool(inputs.sensor_present(sensor).any()):
                 out[sensor] = None
                 continue
-            self.calls[f"stem:{sensor}"] += 1
+            self.calls[stem_component(sensor)] += 1
             if sensor == "rgb":
                 out[sensor] = self.stems["rgb"](inputs.rgb, inputs.rgb_camera)
             else:
@@ -112,7 +112,7 @@ class FusionDetector(nn.Module):
             inputs = _only(inputs, set(sensors))
         present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
         stems = self.stem_features(inputs)
-        self.calls["stem:imu"] += 1
+        self.calls[stem_component("imu")] += 1
         return EncodedFrames(stems, present, self.imu(inputs.imu), inputs.signals, inputs.batch_size,
                              self.config.stem_channels)
 
@@ -137,7 +137,7 @@ class FusionDetector(nn.Module):
             missing = [s for s in expert.sensors if encoded.stems[s] is None and bool(encoded.present[s].any())]
             if missing:
                 raise ValueError(f"expert {expert.config.name} needs stems {missing} that were not encoded")
-            self.calls[f"expert:{expert.config.name}"] += 1
+            self.calls[expert_component(expert.config.name)] += 1
             outputs[k] = expert(encoded.stems, encoded.present, b)
         return outputs
 
@@ -177,7 +177,7 @@ class FusionDetector(nn.Module):
         fused = self.fuse(encoded, active, weights)
         exits, students = self.head(fused, last_exit, distill_students)
         for k in range(len(exits)):
-            self.calls[f"exit:{k}"] += 1
+            self.calls[exit_component(k)] += 1
         return DetectorOutput(exits, students, weights, active, encoded.imu_context, active.any(1))
 
 

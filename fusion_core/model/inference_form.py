@@ -1,6 +1,6 @@
 """A detector rewritten for batch-1 CPU inference: same outputs, less work per frame.
 
-Two rewrites, both exact up to float rounding (tests/fusion_core/test_inference_form.py checks
+Two rewrites, both exact up to float rounding (tests/fusion_core/model/test_inference_form.py checks
 every exit's outputs against the trained form on real frames):
 
 - every BatchNorm that directly follows a convolution is folded into that convolution's weights

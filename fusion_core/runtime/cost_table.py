@@ -19,7 +19,7 @@ from fusion_core.energy.flops import count_flops
 from fusion_core.gates.modules import GateModules, gate_features
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.inputs import ModelInputs
-from fusion_core.vocabulary import DETECTION_SENSORS
+from fusion_core.vocabulary import CONTEXT_COMPONENT, DETECTION_SENSORS, HEAD_ENTRY_COMPONENT, exit_component, expert_component, gate_component, stem_component
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,9 @@ class CostTable:
 
     def head_flops(self, n_exits: int) -> tuple[float, ...]:
         """(K,) cumulative head FLOPs: the entry and stages 0..k (what stopping at exit k costs)."""
-        total, out = float(self.flops["head:entry"]), []
+        total, out = float(self.flops[HEAD_ENTRY_COMPONENT]), []
         for k in range(n_exits):
-            total += self.flops[f"exit:{k}"]
+            total += self.flops[exit_component(k)]
             out.append(total)
         return tuple(out)
 
@@ -60,22 +60,22 @@ def measure_cost_table(detector: FusionDetector, gates: GateModules | None, fram
     def module(path: str) -> int:
         return int(counts.get(f"{root}.{path}", 0))
 
-    flops = {f"stem:{s}": module(f"stems.{s}") for s in DETECTION_SENSORS}
-    flops["stem:imu"] = module("imu")
+    flops = {stem_component(s): module(f"stems.{s}") for s in DETECTION_SENSORS}
+    flops[stem_component("imu")] = module("imu")
     for k, expert in enumerate(detector.experts):
-        flops[f"expert:{expert.config.name}"] = module(f"experts.{k}")
+        flops[expert_component(expert.config.name)] = module(f"experts.{k}")
     h, w = detector.config.grid.head_shape
     weighted_sum = 2 * len(detector.experts) * detector.config.expert_channels * h * w
-    flops["head:entry"] = module("head.entry") + module("context_bias") + weighted_sum
+    flops[HEAD_ENTRY_COMPONENT] = module("head.entry") + module("context_bias") + weighted_sum
     for k in range(detector.config.n_exits):
-        flops[f"exit:{k}"] = module(f"head.stages.{k}") + module(f"head.exits.{k}")
+        flops[exit_component(k)] = module(f"head.stages.{k}") + module(f"head.exits.{k}")
     if gates is not None:
         with torch.no_grad():
-            flops["context"] = count_flops(gates.context_head, frame).total
+            flops[CONTEXT_COMPONENT] = count_flops(gates.context_head, frame).total
             encoded = detector.encode(frame)
             features = gate_features(encoded, gates.context_head(frame))
-            flops["gate:attention"] = count_flops(gates.attention, features).total
-            flops["gate:loss"] = count_flops(gates.loss_predictor, features).total
+            flops[gate_component("attention")] = count_flops(gates.attention, features).total
+            flops[gate_component("loss")] = count_flops(gates.loss_predictor, features).total
     else:
-        flops["context"] = flops["gate:attention"] = flops["gate:loss"] = 0
+        flops[CONTEXT_COMPONENT] = flops[gate_component("attention")] = flops[gate_component("loss")] = 0
     return CostTable(flops)

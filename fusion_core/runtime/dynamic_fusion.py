@@ -38,7 +38,7 @@ from fusion_core.model.inference_form import inference_form
 from fusion_core.model.inputs import ModelInputs
 from fusion_core.model.targets import DetectionTargets
 from fusion_core.runtime.cost_table import CostTable
-from fusion_core.vocabulary import DETECTION_SENSORS
+from fusion_core.vocabulary import CONTEXT_COMPONENT, DETECTION_SENSORS, HEAD_ENTRY_COMPONENT, exit_component, expert_component, stem_component
 
 
 @dataclass
@@ -110,7 +110,7 @@ class DynamicFusion:
         """(C,) compute energy of each configuration's experts under the device profile."""
         if self.cost_table is None or self.profile is None:
             return torch.zeros(len(self.gates.configuration_names))
-        per_expert = torch.tensor([self.cost_table.flops[f"expert:{n}"] for n in self.expert_names], dtype=torch.float64)
+        per_expert = torch.tensor([self.cost_table.flops[expert_component(n)] for n in self.expert_names], dtype=torch.float64)
         joules = per_expert / 1e9 * self.profile.compute_j_per_gflop
         return (self.gates.configuration_masks.double() * joules[None]).sum(1).float()
 
@@ -160,7 +160,7 @@ class DynamicFusion:
         context = None
         if gate.reads_context:
             context = self.gates.context_head(inputs)
-            components["context"] += 1
+            components[CONTEXT_COMPONENT] += 1
         frame = GateFrame(self.gate_setup, self.settings, inputs, available, context, targets, visible_ground_truth,
                           encoder=lambda sensors: self._encode(inputs, sensors, components),
                           configuration_energy=self.configuration_energy)
@@ -175,7 +175,7 @@ class DynamicFusion:
 
         for k in range(len(self.expert_names)):
             if bool(decision.active[0, k]):
-                components[f"expert:{self.expert_names[k]}"] += 1
+                components[expert_component(self.expert_names[k])] += 1
         fused = det.fuse(encoded, decision.active, decision.weights)
         run = self._run_head(fused, start, components)
         boxes = decode_exit(run.output, det.config.grid, det.config.max_detections, det.config.score_threshold,
@@ -187,21 +187,21 @@ class DynamicFusion:
         encoded = self.detector.encode(inputs, sensors)
         for s in DETECTION_SENSORS:
             if encoded.stems[s] is not None:
-                components[f"stem:{s}"] += 1
-        components["stem:imu"] += 1
+                components[stem_component(s)] += 1
+        components[stem_component("imu")] += 1
         return encoded
 
     def _run_head(self, fused: torch.Tensor, start: float, components: Counter) -> _HeadRun:
         head = self.detector.head
         n_exits = head.n_exits
-        components["head:entry"] += 1
+        components[HEAD_ENTRY_COMPONENT] += 1
         x = head.entry(fused)
         outputs: list[ExitOutput] = []
         history: list[torch.Tensor] = []
         for k in range(n_exits):
             x, out = head.stage(k, x)
-            self.detector.calls[f"exit:{k}"] += 1
-            components[f"exit:{k}"] += 1
+            self.detector.calls[exit_component(k)] += 1
+            components[exit_component(k)] += 1
             history.append(frame_confidence(out, outputs[-1] if outputs else None))
             outputs.append(out)
             elapsed_ms = 1e3 * (time.perf_counter() - start)
@@ -223,7 +223,7 @@ class DynamicFusion:
             only = torch.zeros_like(chosen_experts)
             only[0, k] = True
             active |= only
-            components[f"expert:{self.expert_names[k]}"] += 1
+            components[expert_component(self.expert_names[k])] += 1
             run = self._run_head(det.fuse(encoded, only, only.float()), start, components)
             runs.append(run)
             box_sets.append(decode_exit(run.output, det.config.grid, det.config.max_detections,

@@ -38,9 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fusion_core.config_io import ConfigError, param
-from fusion_core.vocabulary import POWER_STATES, SENSORS
+from fusion_core.vocabulary import POWER_REQUESTS, SENSORS
 
-COMMAND_STATES: tuple[str, ...] = ("on", "standby")
 # Slack on every time comparison: frame stamps are sums of float periods (5.2 + 0.9 != 6.1), and a
 # hold that ends "at" a frame must not slip to the next one by a rounding error. Far below any
 # frame period.
@@ -90,8 +89,8 @@ class PowerCommand:
     reason: str   # why: "unused_for_2.0s", "periodic_recheck", "context_change:fog", "sensor_lost:rgb", "needed", ...
 
     def __post_init__(self):
-        if self.state not in COMMAND_STATES:
-            raise ValueError(f"power command state must be one of {', '.join(COMMAND_STATES)}, got {self.state!r}")
+        if self.state not in POWER_REQUESTS:
+            raise ValueError(f"power command state must be one of {', '.join(POWER_REQUESTS)}, got {self.state!r}")
 
 
 @dataclass

@@ -21,7 +21,8 @@ class TrainConfig:
     single_sensor_prob: float = param(0.15, "chance a training frame keeps only one detection sensor (trains every single-sensor path)", lo=0.0, hi=1.0)
     expert_keep_prob: float = param(0.6, "chance each expert runs in a training step (at least one always does)", lo=0.05, hi=1.0)
     full_model_prob: float = param(0.3, "chance a step runs every expert (so static fusion is trained too)", lo=0.0, hi=1.0)
-    weight_jitter_prob: float = param(0.0, "chance a step perturbs each frame's fusion weights (trains the head for a gate's per-frame weights)", lo=0.0, hi=1.0)
+    weight_jitter_prob: float = param(0.0, "chance a step perturbs each frame's fusion weights "
+                                      "(trains the head for a gate's per-frame weights)", lo=0.0, hi=1.0)
     weight_jitter_std: float = param(1.0, "standard deviation of the Gaussian noise added to the expert logits when jittering", lo=0.0, hi=10.0)
     distill_weight: float = param(0.5, "self-distillation weight of the early exits (0 = off)", lo=0.0, hi=100.0)
     val_fraction: float = param(0.1, "share of the data held out for validation when no --val is given", lo=0.0, hi=0.5)

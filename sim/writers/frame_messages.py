@@ -262,11 +262,11 @@ class FrameMessageBuilder:
         markers = [self._marker(header, "", 0, marker_cls.ARROW, identity, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0),
                                 action=marker_cls.DELETEALL)]
         for box, track in zip(frame.gt_boxes.tolist(), frame.gt_track_ids.tolist()):
-            x, y, z, l, w, h, yaw = box[X], box[Y], box[Z], box[L], box[W], box[H], box[YAW]
+            x, y, z, length, w, h, yaw = box[X], box[Y], box[Z], box[L], box[W], box[H], box[YAW]
             name = self._class_name(box[CLASS_ID])
             r, g, b, a = CLASS_COLORS_RGBA.get(name, _UNKNOWN_COLOR)
             markers.append(self._marker(header, "boxes", track, marker_cls.CUBE, self._pose(x, y, z, yaw),
-                                        (l, w, h), (r, g, b, a)))
+                                        (length, w, h), (r, g, b, a)))
             markers.append(self._marker(header, "labels", track, marker_cls.TEXT_VIEW_FACING,
                                         self._pose(x, y, z + h / 2 + 0.6, 0.0), (0.0, 0.0, 0.7),
                                         (1.0, 1.0, 1.0, 1.0), text=f"{name} #{track}"))

@@ -92,7 +92,7 @@ class ShardWriter:
         self._closed = False
         self._summary: dict[str, Any] | None = None
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -67,6 +67,16 @@ def test_names_are_not_spelled_out_again():
     assert found == []
 
 
+def test_ledger_component_names_are_built_by_the_vocabulary():
+    """Keys like "stem:lidar" or "head:entry" are spelled by the vocabulary's functions, so the
+    cost table, the runner and the detector's call counts cannot drift apart."""
+    spelled = re.compile(r'f"(stem|expert|exit|gate):\{|"(stem|gate):[a-z]+"|"head:entry"|\["context"\]')
+    found = [f"{p.relative_to(ROOT)}:{n}" for top in ("fusion_core", "ros_nodes", "dyn_fusion", "benchmarks")
+             for p in (ROOT / top).rglob("*.py") if p.name != "vocabulary.py"
+             for n, line in enumerate(p.read_text().splitlines(), 1) if spelled.search(line)]
+    assert found == []
+
+
 def test_component_names():
     assert V.stem_component("lidar") == "stem:lidar"
     assert V.expert_component("all") == "expert:all"

@@ -63,7 +63,7 @@ def test_glare_blinds_depth_and_washes_out_rgb(clear):
     glare = _frames("glare")
     assert _depth_valid(glare) < 0.3 * _depth_valid(clear)
     # Washed out: brighter and with less contrast between pixels.
-    contrast = lambda fr: np.mean([r.data.std() for r in readings_of(fr, "rgb")])  # noqa: E731
+    contrast = lambda fr: np.mean([r.data.std() for r in readings_of(fr, "rgb")])
     assert _luminance(glare) > _luminance(clear) and contrast(glare) < contrast(clear)
     assert abs(_lidar_stats(glare)[1] / _lidar_stats(clear)[1] - 1) < 0.02
 
@@ -89,7 +89,7 @@ def _airborne_returns(frames, max_range_m: float) -> float:
 @pytest.mark.parametrize("condition", ["rain", "snow"])
 def test_precipitation_adds_spurious_near_lidar_returns(clear, condition):
     wet = _frames(condition)
-    intensity = lambda fr: np.concatenate([r.data[:, 3] for r in readings_of(fr, "lidar")])  # noqa: E731
+    intensity = lambda fr: np.concatenate([r.data[:, 3] for r in readings_of(fr, "lidar")])
     clear_air, wet_air = _airborne_returns(clear, 6.0), _airborne_returns(wet, 6.0)
     assert clear_air < 5 and wet_air > clear_air + 30, (clear_air, wet_air)
     assert np.mean(intensity(wet) < 15) > np.mean(intensity(clear) < 15)

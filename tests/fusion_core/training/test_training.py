@@ -24,7 +24,7 @@ from fusion_core.training.checkpoint import load_detector, save_checkpoint
 from fusion_core.training.config import load_train_config
 from fusion_core.training.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TINY_MODEL = REPO / "configs/model/tiny.yaml"
 TINY_TRAIN = REPO / "configs/train/tiny.yaml"
 

@@ -34,7 +34,7 @@ from sim.writers.rosbag import RosbagWriter
 from sim.writers.shards import ShardWriter
 from tests.conftest import straight_scenario
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SIM_MAPPING = ROOT / "configs" / "data" / "sim_bag.yaml"
 N_FRAMES = 14
 IMU_WINDOW_S = 0.5  # as sim_bag.yaml
