@@ -65,9 +65,17 @@ from fusion_core.runtime.builder import build_dynamic_fusion, reference_inputs
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
 from fusion_core.training.checkpoint import load_detector
-from fusion_core.vocabulary import CONTEXT_COMPONENT, DETECTION_SENSORS, HEAD_ENTRY_COMPONENT, exit_component, expert_component, gate_component, stem_component
+from fusion_core.vocabulary import (
+    CONTEXT_COMPONENT,
+    DETECTION_SENSORS,
+    HEAD_ENTRY_COMPONENT,
+    SENSORS,
+    exit_component,
+    expert_component,
+    gate_component,
+    stem_component,
+)
 
-SENSORS = (*DETECTION_SENSORS, "imu")
 # configs/vehicle.yaml's power section (warmup_s 0.3 there; PowerGatingConfig's own default is 0.2).
 VEHICLE_POWER = PowerGatingConfig(enabled=True, standby_after_s=2.0, recheck_period_s=10.0, recheck_duration_s=1.0,
                                   warmup_s=0.3)

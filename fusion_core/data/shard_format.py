@@ -63,13 +63,15 @@ from typing import Any
 
 import numpy as np
 
+from fusion_core import vocabulary as V
 from fusion_core.data.intrinsics import PinholeIntrinsics
 from fusion_core.data.sensor_calibration import SensorCalibration
 
 FORMAT_NAME = "dyn_fusion.shards"
 FORMAT_VERSION = 2  # 2: gt_visibility
 INDEX_FILE = "index.json"
-ABSENCE_REASONS: tuple[str, ...] = ("present", "dropped_by_fault", "no_capture")
+# The stored absence codes (the simulator knows only these two reasons); names from the vocabulary.
+ABSENCE_REASONS: tuple[str, ...] = ("present", V.DROPPED_BY_FAULT, V.NO_CAPTURE)
 PRESENT, DROPPED_BY_FAULT, NO_CAPTURE = range(len(ABSENCE_REASONS))
 
 # Columns of the point and IMU rows, which are the simulator's payloads stored as they are

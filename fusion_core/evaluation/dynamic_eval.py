@@ -22,7 +22,7 @@ from fusion_core.metrics.average_precision import DetectionEvaluator, GroupMetri
 from fusion_core.metrics.model_eval import in_region
 from fusion_core.model.batch import BatchCollator
 from fusion_core.runtime.dynamic_fusion import DynamicFusion
-from fusion_core.vocabulary import DETECTION_SENSORS
+from fusion_core.vocabulary import DETECTION_SENSORS, EVALUATION_DROPOUT, SENSORS
 
 
 @dataclass
@@ -107,13 +107,13 @@ def evaluate_dynamic(fusion: DynamicFusion, source: Sequence[FusionSample], labe
         if drop is not None:
             if not sample.present(drop):
                 continue
-            sample = sample.without(drop, "evaluation:dropout")
+            sample = sample.without(drop, EVALUATION_DROPOUT)
         batch = collator([sample])
         gt = batch.gt_boxes[0]
         keep = in_region(gt, det.config.grid)
         result = fusion.run_frame(batch.inputs, batch.targets, gt[keep & ~batch.gt_hidden[0]])
         flops = fusion.cost_table.frame_flops(result.components)
-        sensors_on = [s for s in (*DETECTION_SENSORS, "imu") if sample.present(s)]
+        sensors_on = [s for s in SENSORS if sample.present(s)]
         energy = frame_energy(profile, flops, sensors_on, frame_period_s, result.latency_ms)
         tally = main if drop is None else dropout[drop]
         groups = ("all", *frame_groups(sample)) if drop is None else ("all",)

@@ -17,7 +17,7 @@ from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import BevGridConfig
 from fusion_core.model.decode import decode_exit
 from fusion_core.model.detector import FusionDetector
-from fusion_core.vocabulary import DETECTION_SENSORS
+from fusion_core.vocabulary import DETECTION_SENSORS, EVALUATION_NOT_SELECTED
 
 
 def in_region(boxes: np.ndarray, grid: BevGridConfig) -> np.ndarray:
@@ -55,7 +55,7 @@ class SensorSubset(Sequence):
         sample = self.source[i]
         for sensor in DETECTION_SENSORS:
             if sensor not in self.keep and sample.present(sensor):
-                sample = sample.without(sensor, "evaluation:not_selected")
+                sample = sample.without(sensor, EVALUATION_NOT_SELECTED)
         return sample
 
     def blocks(self) -> list[range]:

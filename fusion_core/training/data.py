@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from fusion_core.data.sample import FusionSample
-from fusion_core.vocabulary import DETECTION_SENSORS
+from fusion_core.vocabulary import DETECTION_SENSORS, TRAINING_DROPOUT
 
 
 def drop_sensors(sample: FusionSample, prob: float, rng: np.random.Generator,
@@ -30,7 +30,7 @@ def drop_sensors(sample: FusionSample, prob: float, rng: np.random.Generator,
     if len(drop) == len(present) and present:
         drop.pop(int(rng.integers(len(drop))))
     for s in drop:
-        sample = sample.without(s, "training_dropout")
+        sample = sample.without(s, TRAINING_DROPOUT)
     return sample
 
 
