@@ -258,7 +258,7 @@ def _make_dataset(args) -> int:
     from sim.collection import build_collection, load_recipe
 
     recipe = load_recipe(args.recipe)
-    print(f"collection {recipe.name}: {len(recipe.entries)} runs, {recipe.n_frames} frames -> {args.out}")
+    print(f"collection {recipe.name}: {len(recipe.runs())} runs, {recipe.n_frames} frames -> {args.out}")
     names = build_collection(recipe, args.out, overwrite=args.overwrite, threads=args.threads,
                              progress=not args.no_progress)
     print(f"wrote {args.out}: {len(names)} shard datasets, {recipe.n_frames} frames")

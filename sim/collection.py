@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusion_core.config_io import ConfigError, load_yaml, param, to_mapping
-from sim.config import ScenarioConfig
+from fusion_core.vocabulary import CONDITIONS
+from sim.config import FaultConfig, ScenarioConfig
+from sim.fault_mix import FaultMixConfig, sample_fault_mixes
 from sim.session import load_with_seed, prepare_output, simulate_to_path
 from sim.simulator import Simulator
 
@@ -37,6 +39,9 @@ class CollectionEntry:
     seed: int = param(0, "scenario seed of this run (distinct seeds give distinct traffic)", lo=0, hi=2**31 - 1)
     frames: int = param(100, "frames to simulate", lo=1, hi=100_000)
     severity: float | None = param(None, "weather severity override in [0, 1] (default: the scenario's)", lo=0.0, hi=1.0)
+    condition: str | None = param(None, "weather condition override (default: the scenario's)", choices=(None, *CONDITIONS))
+    faults: tuple[FaultConfig, ...] | None = param(None, "fault schedule replacing the scenario's (default: the scenario's)")
+    label: str | None = param(None, "member name part (default: the scenario's name)")
 
 
 @dataclass(frozen=True)
@@ -44,27 +49,40 @@ class CollectionRecipe:
     name: str = param("dataset", "collection name")
     description: str = param("", "one line for humans")
     entries: tuple[CollectionEntry, ...] = param((), "the runs, in frame order")
+    mixes: FaultMixConfig | None = param(None, "seeded fault-mix runs after the entries (sim/fault_mix.py)")
 
     def __post_init__(self):
-        if not self.entries:
-            raise ConfigError("entries: a collection needs at least one run")
+        if not self.entries and self.mixes is None:
+            raise ConfigError("entries: a collection needs at least one run (entries or mixes)")
+
+    def runs(self) -> tuple[CollectionEntry, ...]:
+        """Every run: the listed entries, then one per drawn fault mix (scenario seed mixes.seed + i)."""
+        if self.mixes is None:
+            return self.entries
+        m = self.mixes
+        return (*self.entries, *(
+            CollectionEntry(scenario=m.scenario, seed=m.seed + i, frames=m.frames, severity=mix.severity,
+                            condition=mix.condition, faults=mix.faults, label="mix")
+            for i, mix in enumerate(sample_fault_mixes(m))))
 
     def scenario_configs(self) -> list[ScenarioConfig]:
-        """The scenario of each entry with its seed (and severity) applied."""
+        """The scenario of each run with its seed (and severity, condition, faults) applied."""
         out = []
-        for i, e in enumerate(self.entries):
+        for i, e in enumerate(self.runs()):
             try:
                 config = load_with_seed(e.scenario, e.seed)
+                weather = dataclasses.replace(config.weather, **({} if e.severity is None else {"severity": e.severity}),
+                                              **({} if e.condition is None else {"condition": e.condition}))
+                config = dataclasses.replace(config, weather=weather, **({} if e.faults is None else {"faults": e.faults}),
+                                             **({} if e.label is None else {"name": e.label}))
             except ConfigError as exc:
                 raise ConfigError(f"entries[{i}]: {exc}") from exc
-            if e.severity is not None:
-                config = dataclasses.replace(config, weather=dataclasses.replace(config.weather, severity=e.severity))
             out.append(config)
         return out
 
     @property
     def n_frames(self) -> int:
-        return sum(e.frames for e in self.entries)
+        return sum(e.frames for e in self.runs())
 
 
 def load_recipe(path: Path | str) -> CollectionRecipe:
@@ -77,8 +95,9 @@ def build_collection(recipe: CollectionRecipe, out: Path, *, overwrite: bool = F
 
     The index is written last, so an interrupted build is never mistaken for a complete one.
     """
+    runs = recipe.runs()
     configs = recipe.scenario_configs()  # fails on a bad scenario before anything is written
-    for i, (entry, config) in enumerate(zip(recipe.entries, configs)):
+    for i, (entry, config) in enumerate(zip(runs, configs)):
         try:
             Simulator(config).check_frames(entry.frames)
         except ConfigError as exc:
@@ -87,7 +106,7 @@ def build_collection(recipe: CollectionRecipe, out: Path, *, overwrite: bool = F
     out.mkdir(parents=True)
     names = []
     start = time.perf_counter()
-    for i, (entry, config) in enumerate(zip(recipe.entries, configs)):
+    for i, (entry, config) in enumerate(zip(runs, configs)):
         name = f"{i:02d}_{config.name}_s{entry.seed}"
         summary, _ = simulate_to_path(config, entry.frames, out / name, "shards", threads=threads, progress=progress)
         names.append(name)

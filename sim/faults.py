@@ -8,13 +8,13 @@ from sim.config import FaultConfig
 from sim.geometry import rotation_rpy, transform
 
 # Faults that make no physical sense on a sensor are refused when the scenario loads.
-_NOT_APPLICABLE = {("imu", "occlusion"), ("imu", "calibration_drift")}
+NOT_APPLICABLE = {("imu", "occlusion"), ("imu", "calibration_drift")}
 
 
 class FaultSchedule:
     def __init__(self, faults: tuple[FaultConfig, ...]):
         for i, f in enumerate(faults):
-            if (f.sensor, f.kind) in _NOT_APPLICABLE:
+            if (f.sensor, f.kind) in NOT_APPLICABLE:
                 raise ConfigError(f"faults[{i}].kind: {f.kind} does not apply to sensor {f.sensor}")
         self.faults = faults
 

@@ -87,10 +87,18 @@ class FusionSample:
         return FusionSample(**kwargs)
 
 
+def mix_key(condition: str, faults: dict[str, str]) -> str:
+    """``night+radar:noise_burst+rgb:frozen``: a condition and its sensor -> fault kind, by sensor."""
+    return "+".join((condition, *(f"{s}:{k}" for s, k in sorted(faults.items()))))
+
+
 def frame_groups(sample: FusionSample) -> tuple[str, ...]:
-    """Evaluation groups of a frame: its condition and each active fault."""
+    """Evaluation groups of a frame: its condition, each active fault, and the mix of both
+    (``mix:<condition>+<sensor>:<kind>...``) when faults meet an adverse condition or each other."""
     groups = []
     if sample.condition:
         groups.append(f"condition:{sample.condition}")
     groups += [f"fault:{sensor}:{kind}" for sensor, kind in sorted(sample.faults.items())]
+    if sample.condition and sample.faults and (len(sample.faults) > 1 or sample.condition != "clear"):
+        groups.append(f"mix:{mix_key(sample.condition, sample.faults)}")
     return tuple(groups)

@@ -35,12 +35,14 @@ def default_modes(k_values: Sequence[int] = (1, 2, 3, 7), lams_per_j: Sequence[f
 
 
 def row_groups(evaluations: Sequence[ModeEvaluation]) -> list[str]:
-    """"all", the conditions, the dropout rows, then faults present in every evaluation."""
+    """"all", the conditions, the dropout rows, the faults, then the mixes of condition and faults
+    (``data.sample.frame_groups``) present in every evaluation."""
     groups = set.intersection(*(set(e.metrics) for e in evaluations))
     cond = sorted(g for g in groups if g.startswith("condition:"))
     drop = sorted(g for g in groups if g.startswith("dropout:"))
     faults = sorted(g for g in groups if g.startswith("fault:"))
-    return ["all", *cond, *drop, *faults]
+    mixes = sorted(g for g in groups if g.startswith("mix:"))
+    return ["all", *cond, *drop, *faults, *mixes]
 
 
 def compare_markdown(evaluations: Sequence[ModeEvaluation], energy_label: str) -> str:
@@ -110,7 +112,7 @@ def plot_usage_heatmap(evaluation: ModeEvaluation, expert_names: Sequence[str], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [g for g in row_groups([evaluation]) if g != "all" and not g.startswith("fault:")]
+    rows = [g for g in row_groups([evaluation]) if g != "all" and not g.startswith(("fault:", "mix:"))]
     grid = np.array([[evaluation.usage[g].get(e, 0.0) for e in expert_names] for g in rows])
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(expert_names), 0.6 + 0.4 * len(rows)))
     im = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
