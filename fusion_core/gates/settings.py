@@ -13,6 +13,8 @@ from typing import ClassVar
 from fusion_core.config_io import check_fields, param
 from fusion_core.gates.modes import GATES
 
+ATTENTION_WEIGHTS: tuple[str, ...] = ("static", "gate")
+
 
 @dataclass(frozen=True)
 class GateSettings:
@@ -24,6 +26,12 @@ class GateSettings:
     price_sensors: bool = param(False, "loss/oracle: lam_per_j also prices the sensors each configuration keeps on "
                                 "(their power x frame period); for sensor power gating, where unused sensors "
                                 "stand by (without it every sensor is on anyway)")
+    attention_weights: str = param("static", "attention: how the kept experts are fused: static (the detector's static "
+                                   "weights over them, so k = every expert is static fusion) or gate (HydraFusion's "
+                                   "mixture-of-experts softmax of the gate's scores)", choices=ATTENTION_WEIGHTS)
+    ood_z2: float = param(10.0, "attention/loss: a frame whose gate features are unlike the training frames (mean "
+                          "squared z-score above this; training frames average 1) falls back to static fusion; 0 = never",
+                          lo=0.0)
 
     # ROS parameter fusion.gate_mode and CLI flag --gate-mode: names older than this class
     PARAMETER_NAMES: ClassVar[dict[str, str]] = {"mode": "gate_mode"}

@@ -1,0 +1,81 @@
+"""The learned gates' safety on input unlike their training frames: a corrupted branch (LiDAR
+intensities 1000 times too large, as a driver with the wrong scale gives) makes the gate features
+unfamiliar, and the attention and loss gates fall back to static fusion instead of extrapolating;
+familiar frames are decided as before, and ``ood_z2 = 0`` turns the fallback off."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fusion_core.data.shard_source import ShardSource
+from fusion_core.gates.config import load_gates_config
+from fusion_core.gates.modes import FALLBACK_CONFIGURATION
+from fusion_core.gates.modules import GateModules, gate_features
+from fusion_core.gates.settings import GateSettings
+from fusion_core.model.batch import BatchCollator
+from fusion_core.model.config import load_model_config
+from fusion_core.model.detector import FusionDetector
+from fusion_core.model.inputs import PointSet
+from fusion_core.runtime.dynamic_fusion import DynamicFusion
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_shards):
+    """A tiny detector and gates whose feature scalers are fitted on 40 real frames (what
+    training does), one familiar frame and the same frame with its LiDAR intensities corrupted."""
+    torch.manual_seed(0)
+    model_config = load_model_config("configs/model/tiny.yaml")
+    detector = FusionDetector(model_config).eval()
+    gates = GateModules(load_gates_config("configs/gates/tiny.yaml"), model_config).eval()
+    collate = BatchCollator(model_config)
+    source = ShardSource(tiny_shards)
+    with torch.no_grad():
+        rows = []
+        for i in range(0, 80, 2):
+            inputs = collate([source[i]]).inputs
+            rows.append(gate_features(detector.encode(inputs), gates.context_head(inputs)))
+        features = torch.cat(rows)
+    gates.attention.scaler.fit(features)
+    gates.loss_predictor.scaler.fit(features)
+    batch = collate([source[81]])
+    lidar = batch.inputs.lidar
+    scale = torch.tensor([1.0, 1.0, 1.0, 1000.0])
+    corrupted = dataclasses.replace(batch.inputs, lidar=PointSet(lidar.features * scale, lidar.frame))
+    return detector, gates, batch.inputs, corrupted
+
+
+def _run(tiny, inputs, **settings):
+    detector, gates, _clean, _corrupted = tiny
+    return DynamicFusion(detector, gates, GateSettings(**settings)).run_frame(inputs)
+
+
+@pytest.mark.parametrize("mode", ["attention", "loss"])
+def test_a_corrupted_branch_falls_back_to_static_fusion(tiny, mode):
+    detector, gates, clean, corrupted = tiny
+    static = _run(tiny, corrupted, mode="static")
+    fallen = _run(tiny, corrupted, mode=mode, k=1)
+    assert fallen.configuration == FALLBACK_CONFIGURATION
+    assert fallen.active_experts == static.active_experts == detector.expert_names
+    np.testing.assert_array_equal(fallen.boxes, static.boxes)
+
+
+@pytest.mark.parametrize("mode", ["attention", "loss"])
+def test_familiar_frames_and_a_disabled_fallback_are_decided_by_the_gate(tiny, mode):
+    detector, gates, clean, corrupted = tiny
+    familiar = _run(tiny, clean, mode=mode, k=1)
+    assert familiar.configuration != FALLBACK_CONFIGURATION
+    if mode == "attention":
+        assert len(familiar.active_experts) == 1
+    off = _run(tiny, corrupted, mode=mode, k=1, ood_z2=0.0)
+    assert off.configuration != FALLBACK_CONFIGURATION
+
+
+def test_the_corruption_is_what_makes_the_features_unfamiliar(tiny):
+    detector, gates, clean, corrupted = tiny
+    with torch.no_grad():
+        z2 = [float((gates.attention.scaler(gate_features(detector.encode(x), gates.context_head(x))) ** 2).mean())
+              for x in (clean, corrupted)]
+    assert z2[0] < GateSettings().ood_z2 < z2[1]
