@@ -158,7 +158,11 @@ class LossGate(_ConfigurationGate):
         features = gate_features(frame.encode(), frame.context)
         if _unfamiliar(predictor.scaler, features, frame.settings):
             return frame.static_decision(frame.available, FALLBACK_CONFIGURATION)
-        return self.choose(frame, predictor(features))
+        loss = predictor(features)
+        if frame.settings.static_margin > 0:
+            every_expert = frame.setup.gates.configuration_masks.all(1)  # (C,) the static configuration(s)
+            loss = loss - frame.settings.static_margin * every_expert.to(loss.dtype)[None]
+        return self.choose(frame, loss)
 
 
 class OracleGate(_ConfigurationGate):

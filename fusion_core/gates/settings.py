@@ -32,6 +32,9 @@ class GateSettings:
     ood_z2: float = param(10.0, "attention/loss: a frame whose gate features are unlike the training frames (mean "
                           "squared z-score above this; training frames average 1) falls back to static fusion; 0 = never",
                           lo=0.0)
+    static_margin: float = param(0.0, "loss: the all-experts configuration's predicted loss is lowered by this before "
+                                 "choosing, so the gate leaves static fusion only for a predicted win larger than it",
+                                 lo=0.0)
 
     # ROS parameter fusion.gate_mode and CLI flag --gate-mode: names older than this class
     PARAMETER_NAMES: ClassVar[dict[str, str]] = {"mode": "gate_mode"}

@@ -1,7 +1,8 @@
-"""The learned gates' safety on input unlike their training frames: a corrupted branch (LiDAR
-intensities 1000 times too large, as a driver with the wrong scale gives) makes the gate features
-unfamiliar, and the attention and loss gates fall back to static fusion instead of extrapolating;
-familiar frames are decided as before, and ``ood_z2 = 0`` turns the fallback off."""
+"""The learned gates' safety. On input unlike their training frames (a corrupted branch: LiDAR
+intensities 1000 times too large, as a driver with the wrong scale gives) the gate features are
+unfamiliar and the attention and loss gates fall back to static fusion instead of extrapolating;
+familiar frames are decided as before, and ``ood_z2 = 0`` turns the fallback off. The loss gate's
+``static_margin`` makes it leave static fusion only for a predicted win larger than the margin."""
 from __future__ import annotations
 
 import dataclasses
@@ -79,3 +80,16 @@ def test_the_corruption_is_what_makes_the_features_unfamiliar(tiny):
         z2 = [float((gates.attention.scaler(gate_features(detector.encode(x), gates.context_head(x))) ** 2).mean())
               for x in (clean, corrupted)]
     assert z2[0] < GateSettings().ood_z2 < z2[1]
+
+
+def test_the_static_margin_keeps_the_loss_gate_on_static_fusion_unless_it_predicts_a_larger_win(tiny):
+    detector, gates, clean, _corrupted = tiny
+    with torch.no_grad():
+        loss = gates.loss_predictor(gate_features(detector.encode(clean), gates.context_head(clean)))[0]
+    every = gates.configuration_masks.all(1)
+    best_static, best_other = float(loss[every].min()), float(loss[~every].min())
+    # a margin above the predicted advantage of the best subset keeps static; none lets the gate choose
+    held = _run(tiny, clean, mode="loss", static_margin=max(best_static - best_other, 0.0) + 1.0)
+    assert held.active_experts == detector.expert_names and held.configuration == "static"
+    free = _run(tiny, clean, mode="loss", static_margin=0.0)
+    assert free.configuration == gates.configuration_names[int(loss.argmin())]
