@@ -29,7 +29,7 @@ class GateSettings:
     attention_weights: str = param("static", "attention: how the kept experts are fused: static (the detector's static "
                                    "weights over them, so k = every expert is static fusion) or gate (HydraFusion's "
                                    "mixture-of-experts softmax of the gate's scores)", choices=ATTENTION_WEIGHTS)
-    ood_z2: float = param(10.0, "attention/loss: a frame whose gate features are unlike the training frames (mean "
+    ood_z2: float = param(30.0, "attention/loss: a frame whose gate features are unlike the training frames (mean "
                           "squared z-score above this; training frames average 1) falls back to static fusion; 0 = never",
                           lo=0.0)
     static_margin: float = param(0.0, "loss: the all-experts configuration's predicted loss is lowered by this before "
