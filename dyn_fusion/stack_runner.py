@@ -130,13 +130,28 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
             time.sleep(0.2)
         if source.popen.returncode != 0:  # e.g. a damaged bag: what was played is still reported
             echo(f"[up] {source.spec.name} exited with {source.popen.returncode}:\n{_tail(source.log_path, 5)}")
-        time.sleep(1.0)  # the last frames are still in flight
+        _settle([p for p in procs if p is not source])
     finally:
         _stop(procs, run.stop_grace_s)
         _echo_progress(procs, run.echo_prefixes, echo)
         write_node_usage(procs, run.out / "nodes.json")
         signal.signal(signal.SIGTERM, previous_term)
     return {p.spec.name: p.popen.returncode for p in procs}
+
+
+def _settle(procs: list[_Proc], min_s: float = 1.0, max_s: float = 10.0, idle_share: float = 0.1) -> None:
+    """After the source has ended, wait until the other nodes have gone quiet: at least ``min_s``
+    (the last messages are in flight), then until every one used less than ``idle_share`` of a
+    core over the last 0.5 s, at most ``max_s``. A fixed pause was too short on a loaded machine:
+    frames still queued in the transport were lost when the nodes were asked to stop."""
+    start = time.monotonic()
+    time.sleep(min_s)
+    while time.monotonic() - start < max_s:
+        before = [process_cpu_s(p.popen.pid) for p in procs]
+        time.sleep(0.5)
+        after = [process_cpu_s(p.popen.pid) for p in procs]
+        if all(a is None or b is None or (b - a) / 0.5 < idle_share for a, b in zip(before, after)):
+            return
 
 
 def _raise_interrupt(signum, frame):
@@ -187,7 +202,8 @@ def _stop(procs: list[_Proc], grace_s: float) -> None:
     """SIGINT the nodes still running, last started first, each after the previous has finished
     (the fusion node publishes its last frames before the monitor stops listening); kill a node
     that does not finish within ``grace_s``."""
-    for p in reversed(procs):
+    for i in reversed(range(len(procs))):
+        p = procs[i]
         if p.popen.poll() is not None:
             continue
         p.sample_cpu()  # the run's share, without the shutdown (a replay's backlog, record writing)
@@ -197,4 +213,6 @@ def _stop(procs: list[_Proc], grace_s: float) -> None:
         except subprocess.TimeoutExpired:
             p.popen.kill()
             p.popen.wait()
-        time.sleep(0.5)  # let DDS deliver what it published last
+        # let DDS deliver what it published last and the nodes still running take it in (a fixed
+        # 0.5 s lost the fusion node's last frames at the monitor on a loaded machine)
+        _settle([q for q in procs[:i] if q.popen.poll() is None], min_s=0.5, max_s=5.0)

@@ -303,6 +303,7 @@ class FusionNode(Node):
         self._ready += self.pipeline.flush()
         while self._ready:
             self._run_one(self._ready.pop(0))
+        self.detections_pub.wait_for_all_acked(Duration(seconds=2))  # the last frames reach the monitor
         self._publish_final_counters()
         drops = ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(self._drops().items())) or "none"
         self.get_logger().info(f"fusion_node: {self.frames_published} frames published; drops: {drops}")
