@@ -32,7 +32,7 @@ APPLICABLE_SENSORS: dict[str, tuple[str, ...]] = {
 class FaultMixConfig:
     """How to draw the runs of a collection's ``mixes`` section."""
 
-    seed: int = param(0, "seed of the draw; run i also gets scenario seed seed + i", lo=0, hi=2**31 - 1000_000)
+    seed: int = param(0, "seed of the draw; run i also gets scenario seed seed + i", lo=0, hi=2**31 - 1_000_000)
     runs: int = param(12, "number of runs (one mix each)", lo=1, hi=10_000)
     frames: int = param(60, "frames per run", lo=1, hi=100_000)
     scenario: str = param("clear", "scenario giving road, traffic and sensors (its weather and faults are replaced)")
@@ -105,15 +105,21 @@ def sample_fault_mixes(config: FaultMixConfig) -> list[FaultMix]:
         if not condition_deck:
             condition_deck = rng.sample(config.conditions, len(config.conditions))
         condition = condition_deck[-1]
-        # the deck's top cards first, then a fresh deck's (a mix may straddle two decks)
+        # the deck's top cards first, then a fresh deck's (a mix may straddle two decks); with few
+        # kinds, more fresh decks, so one kind may hit several sensors (drawn only when needed, so
+        # the usual draws stay as they are)
         offered = kind_deck[::-1] + rng.sample(config.kinds, len(config.kinds))
         faults: dict[str, str] = {}
-        for kind in offered:
-            free = [s for s in APPLICABLE_SENSORS[kind] if s not in faults]
-            if len(faults) == size:
+        while True:
+            for kind in offered:
+                if len(faults) == size:
+                    break
+                free = [s for s in APPLICABLE_SENSORS[kind] if s not in faults]
+                if free:
+                    faults[rng.choice(free)] = kind
+            if len(faults) == size or not any(s not in faults for k in config.kinds for s in APPLICABLE_SENSORS[k]):
                 break
-            if free:
-                faults[rng.choice(free)] = kind
+            offered = rng.sample(config.kinds, len(config.kinds))
         key = mix_key(condition, faults)
         if key in seen or (config.split != "all" and combination_split(key) != config.split):
             rng.shuffle(kind_deck)

@@ -74,3 +74,21 @@ def test_a_collection_with_mixes_labels_its_frames_with_the_mix(tmp_path):
 def test_recipe_needs_entries_or_mixes():
     with pytest.raises(ConfigError, match="at least one run"):
         CollectionRecipe()
+
+
+def test_few_kinds_still_fill_every_size():
+    mixes = sample_fault_mixes(FaultMixConfig(runs=4, kinds=("occlusion",), sizes=(3,)))
+    assert all(len(m.faults) == 3 and {f.kind for f in m.faults} == {"occlusion"} for m in mixes)
+
+
+def test_the_shipped_test_recipe_draws_what_its_published_results_were_measured_on():
+    # README's fault-mix table was measured on these runs; a change to the sampler that redraws
+    # them must come with new results.
+    from pathlib import Path
+
+    from sim.collection import load_recipe
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "configs" / "datasets" / "fault_mix_test.yaml")
+    keys = [m.key for m in sample_fault_mixes(recipe.mixes)]
+    assert keys[:3] == ["clear+rgb:calibration_drift", "snow+depth:frozen+radar:noise_burst",
+                        "rain+imu:dropout+lidar:latency+radar:occlusion"]
+    assert len(keys) == 12
