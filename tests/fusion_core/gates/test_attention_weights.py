@@ -77,7 +77,7 @@ def test_gate_weights_follow_the_scores_static_weights_do_not(tiny):
 
 
 def test_the_setting_is_a_choice():
-    assert "attention_weights" in GateSettings.__dataclass_fields__
-    assert GATES["attention"].name == "attention"
+    assert GateSettings.__dataclass_fields__["attention_weights"].metadata["choices"] == ("static", "gate")
+    assert GATES["attention"].label(GateSettings(k=2, attention_weights="gate")) == "attention k=2 moe"
     with pytest.raises(ValueError, match="attention_weights"):
         GateSettings(mode="attention", attention_weights="average")
