@@ -79,7 +79,14 @@ class ModelConfig:
     point_feature_channels: int = param(16, "per-point MLP width of the LiDAR, radar and depth stems", lo=4, hi=256)
     stem_channels: int = param(32, "channels of every stem's BEV output", lo=4, hi=256)
     rgb_channels: int = param(48, "channels of the RGB image CNN's last layer", lo=4, hi=256)
-    rgb_lift_heights_m: tuple[float, ...] = param((0.3, 0.9, 1.5), "heights above base_link the RGB features are sampled at")
+    rgb_lift_heights_m: tuple[float, ...] = param((0.3, 0.9, 1.5), "heights above base_link the RGB features are sampled at (rgb_lift: heights)")
+    rgb_lift: str = param("heights", "how the RGB stem reaches BEV: heights (sample the image where each cell projects "
+                          "at fixed heights) or depth (predict a depth distribution per pixel and splat, LiDAR-supervised)",
+                          choices=("heights", "depth"))
+    rgb_depth_bins: int = param(48, "depth bins of the depth lift", lo=4, hi=256)
+    rgb_depth_min_m: float = param(1.0, "nearest camera depth the depth lift places features at", lo=0.1, hi=50.0)
+    rgb_depth_max_m: float = param(58.0, "farthest camera depth of the depth lift (the region's far corner)", lo=2.0, hi=300.0)
+    rgb_context_channels: int = param(32, "channels the depth lift splats into BEV", lo=4, hi=256)
     imu_context_channels: int = param(16, "size of the IMU context vector", lo=2, hi=256)
     experts: tuple[ExpertConfig, ...] = param(_DEFAULT_EXPERTS, "fusion experts")
     stem_refine: bool = param(True, "a second 3x3 convolution at the end of every stem (off: cheaper stems, so skipping experts saves more)")
@@ -100,6 +107,8 @@ class ModelConfig:
             raise ConfigError(f"exit_blocks: each exit needs at least one block, got {self.exit_blocks}")
         if not self.classes:
             raise ConfigError("classes: at least one class is needed")
+        if self.rgb_depth_max_m <= self.rgb_depth_min_m:
+            raise ConfigError(f"rgb_depth_max_m ({self.rgb_depth_max_m}) must exceed rgb_depth_min_m ({self.rgb_depth_min_m})")
 
     @property
     def n_exits(self) -> int:

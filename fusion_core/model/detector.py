@@ -33,6 +33,7 @@ class EncodedFrames:
     signals: torch.Tensor                  # (B, N_CONTEXT_SIGNALS) cheap context signals
     batch_size: int
     stem_channels: int                     # Cs
+    camera_depth_logits: torch.Tensor | None = None  # (B, D, Hf, Wf) of a depth-lift RGB stem that ran
 
     def pooled_stems(self) -> torch.Tensor:
         """(B, 2 * 4 * Cs) mean- and max-pooled BEV features of every detection stem, zeros for a
@@ -56,6 +57,7 @@ class DetectorOutput:
     active_experts: torch.Tensor     # (B, E) bool: the expert ran for this frame
     context: torch.Tensor            # (B, D) IMU context vector
     has_input: torch.Tensor          # (B,) bool: at least one expert ran (else the outputs carry no evidence)
+    camera_depth_logits: torch.Tensor | None = None  # (B, D, Hf, Wf) of a depth-lift RGB stem (training's depth loss)
 
 
 class FusionDetector(nn.Module):
@@ -86,20 +88,25 @@ class FusionDetector(nn.Module):
     def expert_names(self) -> tuple[str, ...]:
         return self.config.expert_names
 
-    def stem_features(self, inputs: ModelInputs) -> dict[str, torch.Tensor | None]:
-        """BEV features (B, C, H, W) of every stem whose sensor some frame has; None otherwise."""
+    def stem_features(self, inputs: ModelInputs) -> tuple[dict[str, torch.Tensor | None], torch.Tensor | None]:
+        """BEV features (B, C, H, W) of every stem whose sensor some frame has (None otherwise), and
+        the (B, D, Hf, Wf) depth logits of a depth-lift RGB stem that ran (None otherwise)."""
         b = inputs.batch_size
         out: dict[str, torch.Tensor | None] = {}
+        depth_logits = None
         for sensor in DETECTION_SENSORS:
             if not bool(inputs.sensor_present(sensor).any()):
                 out[sensor] = None
                 continue
             self.calls[stem_component(sensor)] += 1
-            if sensor == "rgb":
-                out[sensor] = self.stems["rgb"](inputs.rgb, inputs.rgb_camera)
+            stem = self.stems[sensor]
+            if sensor == "rgb" and getattr(stem, "predicts_depth", False):
+                out[sensor], depth_logits = stem.lift_splat(inputs.rgb, inputs.rgb_camera)
+            elif sensor == "rgb":
+                out[sensor] = stem(inputs.rgb, inputs.rgb_camera)
             else:
-                out[sensor] = self.stems[sensor](getattr(inputs, sensor), b)
-        return out
+                out[sensor] = stem(getattr(inputs, sensor), b)
+        return out, depth_logits
 
     def available_experts(self, present: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, E) bool: the expert has at least one of its sensors in the frame."""
@@ -111,10 +118,10 @@ class FusionDetector(nn.Module):
         if sensors is not None:
             inputs = _only(inputs, set(sensors))
         present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
-        stems = self.stem_features(inputs)
+        stems, depth_logits = self.stem_features(inputs)
         self.calls[stem_component("imu")] += 1
         return EncodedFrames(stems, present, self.imu(inputs.imu), inputs.signals, inputs.batch_size,
-                             self.config.stem_channels)
+                             self.config.stem_channels, depth_logits)
 
     def static_weights(self, active: torch.Tensor, logit_noise: torch.Tensor | None = None) -> torch.Tensor:
         """(B, E) learned static fusion weights renormalised over the ``active`` (B, E) experts;
@@ -178,7 +185,8 @@ class FusionDetector(nn.Module):
         exits, students = self.head(fused, last_exit, distill_students)
         for k in range(len(exits)):
             self.calls[exit_component(k)] += 1
-        return DetectorOutput(exits, students, weights, active, encoded.imu_context, active.any(1))
+        return DetectorOutput(exits, students, weights, active, encoded.imu_context, active.any(1),
+                              encoded.camera_depth_logits)
 
 
 def _only(inputs: ModelInputs, sensors: set[str]) -> ModelInputs:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fusion_core.model.config import BevGridConfig, ExpertConfig
-from fusion_core.model.stems import ResidualBlock, conv_bn_relu
+from fusion_core.model.layers import ResidualBlock, conv_bn_relu
 
 
 def coordinate_channels(grid: BevGridConfig) -> torch.Tensor:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fusion_core.model.stems import ResidualBlock, conv_bn_relu
+from fusion_core.model.layers import ResidualBlock, conv_bn_relu
 
 REGRESSION_FIELDS = ("dx", "dy", "z_m", "log_l", "log_w", "log_h", "sin_yaw", "cos_yaw", "vx_mps", "vy_mps")
 N_REGRESSION = len(REGRESSION_FIELDS)

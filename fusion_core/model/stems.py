@@ -4,7 +4,8 @@ Point stems (LiDAR, radar, back-projected depth) follow PointPillars' idea: a pe
 max-pooled into the stem grid's cells, then a strided convolution onto the head grid. The RGB
 stem runs a small CNN on the image and lifts it to BEV by sampling the image features where
 each BEV cell's centre projects at a few heights (orthographic feature transform): no depth is
-assumed, so the BEV convolutions downstream must resolve where along a ray the object is.
+assumed, so the BEV convolutions downstream must resolve where along a ray the object is. The
+depth-aware alternative (``rgb_lift: depth``) is in camera_lift.py.
 """
 from __future__ import annotations
 
@@ -15,24 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusion_core.data.sample import CameraGeometry
+from fusion_core.model.camera_lift import DepthLiftStem
 from fusion_core.model.config import BevGridConfig, ModelConfig
 from fusion_core.model.inputs import IMU_FEATURES, PointSet
-
-
-def conv_bn_relu(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(conv_bn_relu(channels, channels),
-                                  nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(x + self.body(x))
+from fusion_core.model.layers import conv_bn_relu
 
 
 class PointStem(nn.Module):
@@ -145,6 +132,9 @@ STEMS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "lidar_points": lambda c: PointStem(1, c.grid, c.point_feature_channels, c.stem_channels, c.stem_refine),
     "radar_points": lambda c: PointStem(2, c.grid, c.point_feature_channels, c.stem_channels, c.stem_refine),
     "depth_points": lambda c: PointStem(1, c.grid, c.point_feature_channels, c.stem_channels, c.stem_refine),
-    "rgb_lift": lambda c: RgbStem(c.grid, c.rgb_channels, c.stem_channels, c.rgb_lift_heights_m, c.stem_refine),
+    "rgb_lift": lambda c: (
+        DepthLiftStem(c.grid, c.rgb_channels, c.stem_channels, c.rgb_depth_bins, c.rgb_depth_min_m, c.rgb_depth_max_m,
+                      c.rgb_context_channels, c.stem_refine)
+        if c.rgb_lift == "depth" else RgbStem(c.grid, c.rgb_channels, c.stem_channels, c.rgb_lift_heights_m, c.stem_refine)),
     "imu_window": lambda c: ImuStem(c.imu_context_channels),
 }

@@ -24,6 +24,7 @@ class TrainConfig:
     weight_jitter_prob: float = param(0.0, "chance a step perturbs each frame's fusion weights "
                                       "(trains the head for a gate's per-frame weights)", lo=0.0, hi=1.0)
     weight_jitter_std: float = param(1.0, "standard deviation of the Gaussian noise added to the expert logits when jittering", lo=0.0, hi=10.0)
+    camera_depth_weight: float = param(1.0, "weight of the depth lift's LiDAR-supervised depth loss (models with rgb_lift: depth)", lo=0.0, hi=100.0)
     distill_weight: float = param(0.5, "self-distillation weight of the early exits (0 = off)", lo=0.0, hi=100.0)
     val_fraction: float = param(0.1, "share of the data held out for validation when no --val is given", lo=0.0, hi=0.5)
     val_every_steps: int = param(250, "validate every this many steps (and at the end)", lo=1)

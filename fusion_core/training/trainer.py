@@ -26,6 +26,7 @@ from fusion_core.metrics.model_eval import evaluate_model
 from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import ModelConfig
 from fusion_core.model.detector import FusionDetector
+from fusion_core.model.camera_lift import camera_depth_loss
 from fusion_core.model.loss import detection_loss
 from fusion_core.training.checkpoint import load_checkpoint, save_checkpoint
 from fusion_core.training.config import TrainConfig
@@ -126,19 +127,25 @@ class Trainer:
                                                 c.weight_jitter_prob, c.weight_jitter_std)
             out = model(batch.inputs, expert_mask=mask, distill_students=c.distill_weight > 0, expert_logit_noise=noise)
             loss = detection_loss(out.exits, batch.targets, c.distill_weight, students=out.distill_students)
+            total = loss.total
+            depth = None
+            if out.camera_depth_logits is not None and c.camera_depth_weight > 0:
+                depth = camera_depth_loss(self.model.stems["rgb"], out.camera_depth_logits, batch.inputs)
+                total = total + c.camera_depth_weight * depth
             self.optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
+            total.backward()
             if c.grad_clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip_norm)
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
-            loss_value = float(loss.total.detach())
+            loss_value = float(total.detach())
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
             if self.rank == 0 and (self.step % c.log_every_steps == 0 or self.step == c.steps):
                 self._log({"kind": "train", "step": self.step, "lr": self.scheduler.get_last_lr()[0],
-                           **loss.as_floats()})
+                           **loss.as_floats(), "loss": loss_value,
+                           **({} if depth is None else {"camera_depth": float(depth.detach())})})
             at_end = self.step == c.steps
             if val is not None and len(val) and (self.step % c.val_every_steps == 0 or at_end):
                 val_maps = self._validate(val)
@@ -174,7 +181,7 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
         csv_path = self.out_dir / "train_log.csv"
         # One CSV with a fixed column set: train and validation rows share it, blanks elsewhere.
-        columns = ["kind", "step", "lr", "loss"] + [f"exit{k}_{p}" for k in range(self.model_config.n_exits)
+        columns = ["kind", "step", "lr", "loss", "camera_depth"] + [f"exit{k}_{p}" for k in range(self.model_config.n_exits)
                                                     for p in ("heatmap", "regression", "distill")] \
             + [f"val_map_exit{k}" for k in range(self.model_config.n_exits)] + ["frames"]
         new = not csv_path.exists()
