@@ -24,9 +24,9 @@ from fusion_core.data.open_source import source_blocks
 from fusion_core.data.sample import FusionSample
 from fusion_core.metrics.model_eval import evaluate_model
 from fusion_core.model.batch import BatchCollator
+from fusion_core.model.camera_lift import camera_depth_loss
 from fusion_core.model.config import ModelConfig
 from fusion_core.model.detector import FusionDetector
-from fusion_core.model.camera_lift import camera_depth_loss
 from fusion_core.model.loss import detection_loss
 from fusion_core.training.checkpoint import load_checkpoint, save_checkpoint
 from fusion_core.training.config import TrainConfig

@@ -45,7 +45,7 @@ def test_splat_puts_a_pixel_feature_at_the_cell_of_its_depth(depth_m, pixel):
     bev = stem.splat(prob, context, cam)
     # Where the bin's centre along pixel (i, j)'s ray lands in base_link.
     z = float(stem.bin_centres_m()[d])
-    u, v = j * 4 + 1.5, i * 4 + 1.5
+    u = j * 4 + 1.5  # the feature pixel's centre column in image pixels
     x_m, y_m = z, -(u - cam.cx) / cam.fx * z
     hit = torch.nonzero(bev[0, 0])
     assert hit.tolist() == [list(_cell_of(x_m, y_m))]
