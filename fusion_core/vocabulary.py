@@ -26,11 +26,12 @@ WARMING = "warming"                          # powered up, but its data is not v
 TRAINING_DROPOUT = "training_dropout"        # removed by training-time modality dropout
 EVALUATION_DROPOUT = "evaluation:dropout"    # removed for an evaluation dropout row
 EVALUATION_NOT_SELECTED = "evaluation:not_selected"  # removed by ``evaluate --sensors``
+NO_RETURNS = "no_returns"                    # a LiDAR cloud or depth image without one valid measurement
 SYNC_PREFIX = "sync:"                        # the synchroniser found no partner: "sync:missing", "sync:timeout"
 
 ABSENCE_REASONS: tuple[str, ...] = (
     DROPPED_BY_FAULT, NO_CAPTURE, NOT_RECORDED, NO_MESSAGE, NO_CAMERA_INFO, NO_CALIBRATION, DECODE_ERROR,
-    NOT_SUBSCRIBED, STANDBY, WARMING, TRAINING_DROPOUT, EVALUATION_DROPOUT, EVALUATION_NOT_SELECTED,
+    NOT_SUBSCRIBED, STANDBY, WARMING, TRAINING_DROPOUT, EVALUATION_DROPOUT, EVALUATION_NOT_SELECTED, NO_RETURNS,
 )
 # Sensor power (fusion_core.runtime.power_gating, sim.sensor_power): what a node may request and
 # what a sensor reports; "standby" and "warming" double as absence reasons.
@@ -67,8 +68,8 @@ _CLOUD = "sensor_msgs/msg/PointCloud2"
 # In the order used everywhere (model inputs' presence columns, pooled stem features, reports).
 SENSOR_SPECS: dict[str, SensorSpec] = {s.name: s for s in (
     SensorSpec("rgb", "rgb", "rgb_camera", _IMAGE, True, "rgb_lift", (*_DETECTION_REASONS, NO_CAMERA_INFO)),
-    SensorSpec("depth", "depth_m", "depth_camera", _IMAGE, True, "depth_points", (*_DETECTION_REASONS, NO_CAMERA_INFO)),
-    SensorSpec("lidar", "lidar_xyzi", None, _CLOUD, True, "lidar_points", _DETECTION_REASONS),
+    SensorSpec("depth", "depth_m", "depth_camera", _IMAGE, True, "depth_points", (*_DETECTION_REASONS, NO_CAMERA_INFO, NO_RETURNS)),
+    SensorSpec("lidar", "lidar_xyzi", None, _CLOUD, True, "lidar_points", (*_DETECTION_REASONS, NO_RETURNS)),
     SensorSpec("radar", "radar_xyzdr", None, _CLOUD, True, "radar_points", _DETECTION_REASONS),
     SensorSpec("imu", "imu", None, "sensor_msgs/msg/Imu", False, "imu_window", _COMMON_REASONS),
 )}

@@ -212,7 +212,7 @@ class FusionPipeline:
             points, n_nan = rd.decode_cloud(msg, columns)
             if n_nan:
                 # points, not messages: the cloud itself is used
-                self._drop(role, NAN_POINTS, f"{n_nan} points with a non-finite coordinate", n_nan)
+                self._drop(role, NAN_POINTS, f"{n_nan} points with a non-finite value", n_nan)
             return DecodedMessage(frame_id, points, received_ns)
         if role == "rgb":
             return DecodedMessage(frame_id, rd.decode_rgb(msg), received_ns)
@@ -268,7 +268,7 @@ class FusionPipeline:
             rgb_camera=None if rgb is None else rgb[1],
             imu=imu,
             absence=absence,
-        )
+        ).without_empty_ranging()
 
     def run(self, ready: ReadyFrame) -> FrameOutcome:
         """Fusion on one synchronised frame: gate, chosen experts, exits, energy, power commands."""

@@ -46,8 +46,10 @@ def decode_cloud(msg, columns: tuple[str, ...]) -> tuple[np.ndarray, int]:
     """``sensor_msgs/PointCloud2`` -> ((N, len(columns)) float32, number of dropped points).
 
     ``columns`` are field names, the first three the coordinates (normally x, y, z); an empty
-    name yields a NaN column (a field the sensor does not provide). Points with a non-finite
-    coordinate (organised clouds mark "no return" that way) are dropped and counted.
+    name yields a NaN column (a field the sensor does not provide; the model reads it as 0).
+    Points with a non-finite value in any field read (organised clouds mark "no return" with a
+    NaN coordinate; an Inf intensity or Doppler is a broken measurement) are dropped and counted:
+    one such value would otherwise poison every BEV cell its stem's max-pool reaches.
     Layout checks: every named field exists with a known scalar type inside ``point_step``;
     ``row_step == width * point_step``; ``data`` holds exactly ``row_step * height`` bytes.
     """
@@ -86,7 +88,8 @@ def decode_cloud(msg, columns: tuple[str, ...]) -> tuple[np.ndarray, int]:
     out = np.empty((n, len(columns)), np.float32)
     for k, name in enumerate(columns):
         out[:, k] = records[name] if name else np.nan
-    finite = np.isfinite(out[:, :3]).all(axis=1)
+    read = [k for k, name in enumerate(columns) if name]
+    finite = np.isfinite(out[:, read]).all(axis=1)
     n_bad = int(n - np.count_nonzero(finite))
     return (out[finite] if n_bad else out), n_bad
 

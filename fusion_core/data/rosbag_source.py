@@ -76,7 +76,7 @@ from fusion_core.vocabulary import (
 
 log = logging.getLogger(__name__)
 
-NAN_POINTS = "nan_points"  # drops key: points (not messages) dropped for a non-finite coordinate
+NAN_POINTS = "nan_points"  # drops key: points (not messages) dropped for a non-finite value
 
 _POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 _EXPECTED_TYPE = {
@@ -289,7 +289,7 @@ class RosbagSource(Sequence[FusionSample]):
             self._bad(role, stamp, frame, exc.what, str(exc))
             return
         if n_nan:
-            self._drop(role, NAN_POINTS, f"{n_nan} points with a non-finite coordinate dropped", n_nan)
+            self._drop(role, NAN_POINTS, f"{n_nan} points with a non-finite value dropped", n_nan)
         self._streams[role].entries.append(_Entry(stamp, frame, payload))
 
     def _bad(self, role: str, stamp: int, frame: str, what: str, detail: str) -> None:
@@ -426,7 +426,7 @@ class RosbagSource(Sequence[FusionSample]):
             gt_boxes=None if gt is None or gt.error is not None else self._boxes_in_base(gt),
             condition=None if labels is None else labels.condition,
             faults={} if labels is None else dict(labels.faults),
-        )
+        ).without_empty_ranging()
 
     def _nearest(self, role: str, t_ns: int, tol_s: float) -> _Entry | None:
         stream = self._streams.get(role)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fusion_core.vocabulary import SENSOR_SPECS
+from fusion_core.vocabulary import NO_RETURNS, SENSOR_SPECS
 
 IMU_CHANNELS = ("ax_mps2", "ay_mps2", "az_mps2", "gx_radps", "gy_radps", "gz_radps")
 
@@ -85,6 +85,18 @@ class FusionSample:
             kwargs[name] = None
         kwargs["absence"] = {**self.absence, sensor: reason}
         return FusionSample(**kwargs)
+
+    def without_empty_ranging(self) -> FusionSample:
+        """The sample with a LiDAR cloud of no points, or a depth image of no valid pixel, made
+        absent (``NO_RETURNS``). A ranging sensor whose beams reach the ground always returns
+        something; one that returns nothing is blocked or broken, and fusing it as "present" sends
+        gates to an expert that sees an empty world. (A radar with no targets is a valid answer.)"""
+        out = self
+        if out.lidar_xyzi is not None and len(out.lidar_xyzi) == 0:
+            out = out.without("lidar", NO_RETURNS)
+        if out.depth_m is not None and not bool(np.any(np.isfinite(out.depth_m) & (out.depth_m > 0))):
+            out = out.without("depth", NO_RETURNS)
+        return out
 
 
 def mix_key(condition: str, faults: dict[str, str]) -> str:

@@ -16,10 +16,11 @@ from fusion_core.data.sample import CameraGeometry, FusionSample
 from fusion_core.data.shard_reader import ShardDataset
 
 
-def finite_xyz(points: np.ndarray) -> np.ndarray:
-    """Rows of ``points`` (N, C) whose first three columns are finite (a NaN coordinate is no
-    measurement; both dataset sources drop such points so their samples agree)."""
-    return points[np.isfinite(points[:, :3]).all(axis=1)]
+def finite_points(points: np.ndarray) -> np.ndarray:
+    """Rows of ``points`` (N, C) whose every column is finite (a NaN coordinate is no measurement,
+    a non-finite intensity or Doppler a broken one; both dataset sources drop such points so their
+    samples agree)."""
+    return points[np.isfinite(points).all(axis=1)]
 
 
 class ShardSource(Sequence[FusionSample]):
@@ -77,12 +78,12 @@ class ShardSource(Sequence[FusionSample]):
         cal = self.calibration
         lidar = radar = imu = None
         if f.lidar is not None:
-            pts = finite_xyz(f.lidar)
+            pts = finite_points(f.lidar)
             lidar = np.empty((len(pts), 4), np.float32)
             lidar[:, :3] = transform_points(cal["lidar"], pts[:, :3])
             lidar[:, 3] = pts[:, 3]
         if f.radar is not None:
-            pts = finite_xyz(f.radar)
+            pts = finite_points(f.radar)
             radar = np.empty((len(pts), 5), np.float32)
             radar[:, :3] = transform_points(cal["radar"], pts[:, :3])
             radar[:, 3:5] = pts[:, 3:5]
@@ -104,4 +105,4 @@ class ShardSource(Sequence[FusionSample]):
             gt_visibility=np.array(f.gt_visibility, np.float32),
             condition=f.condition,
             faults=dict(f.active_faults),
-        )
+        ).without_empty_ranging()

@@ -140,9 +140,19 @@ def collate(samples: Sequence[FusionSample], grid: BevGridConfig) -> ModelInputs
     )
 
 
+# Largest magnitude of a scaled point feature the stems see (intensity/255 and range/10 are near
+# [0, 1], Doppler within tens of m/s): a finite but absurd value must not saturate the stem.
+FEATURE_LIMIT = 100.0
+
+
 def _point_set(parts: list[tuple[int, np.ndarray]], n_features: int) -> PointSet:
     if not parts:
         return PointSet(torch.zeros((0, n_features)), torch.zeros(0, dtype=torch.int64))
     feats = np.concatenate([p for _i, p in parts]).astype(np.float32)
+    # A field the sensor does not provide arrives as NaN (topic mapping ''): the stems read 0.
+    # Sources drop points with a non-finite measured value, so only those columns are NaN here.
+    extra = feats[:, 3:]
+    np.nan_to_num(extra, copy=False, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
+    np.clip(extra, -FEATURE_LIMIT, FEATURE_LIMIT, out=extra)
     frame = np.concatenate([np.full(len(p), i, np.int64) for i, p in parts])
     return PointSet(torch.from_numpy(feats), torch.from_numpy(frame))

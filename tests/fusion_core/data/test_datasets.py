@@ -351,6 +351,50 @@ def test_malformed_messages_are_counted_and_the_frame_keeps_the_rest(tmp_path, c
     assert len(s2.imu) == len(s1.imu) + 5 - 1  # the NaN sample is left out of the window
 
 
+def test_bad_values_outside_the_coordinates_and_empty_ranging_sensors(tmp_path):
+    """Found by a user: one Inf intensity zeroed a frame's detections, a mapping without an RCS
+    field zeroed every frame, and an empty LiDAR cloud counted as a present LiDAR."""
+    import dataclasses
+
+    from fusion_core.model.config import BevGridConfig
+    from fusion_core.model.inputs import collate
+    from fusion_core.vocabulary import NO_RETURNS
+
+    b = BagBuilder()
+    rig(b)
+    names = ["x", "y", "z", "intensity"]
+    pts = np.array([[10.0, 0.0, 0.0, 7.0], [12.0, 1.0, 0.0, np.inf], [14.0, 2.0, 0.0, np.nan]], np.float32)
+    t0 = 10.0
+    for k in range(2):
+        t = t0 + 0.1 * k
+        b.camera_info("/depth_info", t, "cam", 2, 2, 1.0, 1.0, 1.0)
+        b.cloud("/radar", t, "radar", np.array([[10.0, 1.0, 0.0, -3.5, 12.0]]), ["x", "y", "z", "doppler", "rcs"])
+        b.imu("/imu", t, "imu_link", [0.0, 0.0, 9.81, 0.0, 0.0, 0.0])
+    b.cloud("/lidar", t0, "lidar", pts, names)                          # Inf and NaN intensity
+    b.cloud("/lidar", t0 + 0.1, "lidar", np.zeros((0, 4), np.float32), names)  # no returns at all
+    b.image("/depth", t0, "cam", np.array([[1.0, 2.0], [np.nan, 3.0]], np.float32), "32FC1")
+    b.image("/depth", t0 + 0.1, "cam", np.full((2, 2), np.nan, np.float32), "32FC1")  # no valid pixel
+    path = b.write(tmp_path / "bad_values")
+    mapping = dataclasses.replace(MAPPING, rgb_image_topic="", rgb_camera_info_topic="", radar_rcs_field="")
+    src = RosbagSource(path, mapping)
+    assert src.drops[("lidar", "nan_points")] == 2  # the two broken intensities, not the frame
+    s0, s1 = src[0], src[1]
+    assert len(s0.lidar_xyzi) == 1 and np.isfinite(s0.lidar_xyzi).all()
+    assert np.isnan(s0.radar_xyzdr[:, 4]).all()  # no RCS field mapped: NaN in the sample ...
+    assert s1.absence["lidar"] == NO_RETURNS and s1.lidar_xyzi is None
+    assert s1.absence["depth"] == NO_RETURNS and "depth" not in s0.absence
+    assert s1.present("radar")  # a radar without targets is an answer, not a failure
+    inputs = collate([s0, s1], BevGridConfig())
+    assert torch_all_finite(inputs.radar.features) and torch_all_finite(inputs.lidar.features)
+    assert float(inputs.radar.features[0, 4]) == 0.0  # ... which the model reads as 0
+    assert inputs.present.tolist() == [[False, True, True, True], [False, False, False, True]]  # rgb depth lidar radar
+
+
+def torch_all_finite(t) -> bool:
+    import torch
+    return bool(torch.isfinite(t).all())
+
+
 def test_sync_rule_nearest_within_tolerance_ties_to_the_earlier(tmp_path):
     b = BagBuilder()
     rig(b)
