@@ -3,6 +3,7 @@ energy monitor, then a report) and ``replay`` (a recorded bag through the same f
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -32,14 +33,26 @@ def add_commands(sub) -> None:
                    help="override one node parameter (repeatable)")
 
 
-def _overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
+def _overrides(pairs: list[str], stack: str) -> dict[str, dict[str, str]]:
+    """``--set NODE:PARAM=VALUE`` pairs as node -> {param: value text ROS reads with the declared
+    type}. Each is checked before anything starts: the node must be in ``stack``, the parameter
+    one the node declares, the value of its type and range (ROS itself would ignore a typo and
+    drop a value whose type differs from the params file's, and the run would go on without it)."""
+    from ros_nodes.node_params import check_parameter, node_parameter_table, ros_value_text
+    from ros_nodes.node_plan import stack_plan
+
+    specs = {spec.name: spec for spec in stack_plan(stack)}
     out: dict[str, dict[str, str]] = {}
     for pair in pairs:
         node, sep, rest = pair.partition(":")
         key, eq, value = rest.partition("=")
         if not sep or not eq or not node or not key:
             raise ConfigError(f"--set {pair!r}: expected NODE:PARAM=VALUE, e.g. fusion_node:fusion.lam_per_j=30")
-        out.setdefault(node, {})[key] = value
+        if node not in specs:
+            raise ConfigError(f"--set {pair!r}: no node {node!r} in the {stack} stack (nodes: {', '.join(specs)})")
+        checked = check_parameter(node_parameter_table(specs[node].module), key, value, f"--set {pair!r}",
+                                  from_text=True)
+        out.setdefault(node, {})[key] = ros_value_text(checked)
     return out
 
 
@@ -57,7 +70,8 @@ def _report_grid(overrides: dict[str, dict[str, str]]):
     """The detection region of the checkpoint fusion_node will load (the report evaluates in it)."""
     from fusion_core.training.checkpoint import load_checkpoint
 
-    checkpoint = overrides.get("fusion_node", {}).get("fusion.checkpoint", "models/default.pt")
+    chosen = overrides.get("fusion_node", {}).get("fusion.checkpoint")
+    checkpoint = "models/default.pt" if chosen is None else json.loads(chosen)  # checked: a JSON string
     return load_checkpoint(checkpoint).model_config.grid
 
 
@@ -96,7 +110,7 @@ def up_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--duration-s: must be > 0, got {args.duration_s}")
     scenario_path = resolve_scenario(args.scenario)
     scenario = load_scenario(scenario_path)
-    overrides = _overrides(args.set)
+    overrides = _overrides(args.set, "vehicle")
     grid = _report_grid(overrides)
     _prepare_out(args.out, args.overwrite)
     # The rig's mounts, as /tf_static would carry them (tf2_msgs is not installable here).
@@ -166,7 +180,7 @@ def replay_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rate: must be > 0, got {args.rate}")
     mapping_path = resolve_topic_mapping(args.topics)
     mapping = TopicMapping.load(mapping_path)
-    overrides = _overrides(args.set)
+    overrides = _overrides(args.set, "replay")
     grid = _report_grid(overrides)
     _prepare_out(args.out, args.overwrite)
     calibration = args.out / "calibration.yaml"

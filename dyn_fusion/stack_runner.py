@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ros_nodes.node_plan import NodeSpec, node_command, params_file, stack_plan
+from ros_nodes.node_params import check_params_file
+from ros_nodes.node_plan import STACKS, NodeSpec, node_command, params_file, stack_plan
 from ros_nodes.ros_io import isolated_domain_env
 
 
@@ -98,6 +99,8 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
     start or dies while the source is still running."""
     plan = stack_plan(run.stack)
     params = params_file(run.stack)
+    # Every node of every stack reads the one file: check it against all of them.
+    check_params_file(params, {spec.name: spec.module for stack in STACKS for spec in stack_plan(stack)})
     logs = run.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     domain = int(os.environ.get("ROS_DOMAIN_ID") or random.randint(100, 229))

@@ -116,6 +116,15 @@ def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
                 raise ConfigError(f"{key}: {v!r} is above the maximum {hi}")
 
 
+def convert_field(cls: type, name: str, value: Any, key: str) -> Any:
+    """``value`` checked and converted for field ``name`` of config class ``cls`` by the rules
+    ``from_mapping`` applies (type, range, choices); ConfigError naming ``key``."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    converted = _convert(value, typing.get_type_hints(cls)[name], key)
+    _check_range(converted, f.metadata, key)
+    return converted
+
+
 def from_mapping(cls: type[T], data: Any, key: str = "") -> T:
     """Build config dataclass ``cls`` from a mapping, strictly (see module doc)."""
     where = key or cls.__name__

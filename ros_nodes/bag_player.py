@@ -54,7 +54,7 @@ from ros_nodes.bag_messages import (
     TopicInfo,
 )
 from ros_nodes.node_main import stop_on_signals
-from ros_nodes.node_params import declare_section, read_section
+from ros_nodes.node_params import ParamSection, declare_sections, read_section
 from ros_nodes.playback import EXIT_USAGE, PlaybackClock, PlaybackReport
 from ros_nodes.source_counts import (
     SOURCE_COUNTS_TOPIC,
@@ -88,6 +88,9 @@ class PlayerConfig:
                                          "acknowledge", lo=0.0, hi=600.0)
 
 
+PARAMETER_SECTIONS = (ParamSection("player", PlayerConfig()),)
+
+
 def qos_for(info: TopicInfo) -> QoSProfile:
     """Latched when the recorder was offered transient_local, sensor data QoS for sensor types,
     else reliable."""
@@ -117,7 +120,7 @@ def clock_cdr(log_ns: int) -> bytes:
 
 def read_config(node: Node) -> PlayerConfig:
     """Declare and read ``player.*`` (ConfigError naming the parameter for a bad value)."""
-    declare_section(node, "player", PlayerConfig())
+    declare_sections(node, PARAMETER_SECTIONS)
     config = read_section(node, "player", PlayerConfig)
     if not config.bag:
         raise ConfigError("player.bag: no bag given (pass -p player.bag:=PATH)")

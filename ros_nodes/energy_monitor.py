@@ -24,7 +24,7 @@ from fusion_core.data import topics as T
 from ros_nodes import ros_io
 from ros_nodes.detection_markers import MarkerDecodeError, markers_to_boxes
 from ros_nodes.node_main import run_node
-from ros_nodes.node_params import declare_section, read_section
+from ros_nodes.node_params import ParamSection, declare_sections, read_section
 from ros_nodes.run_record import (
     FRAME_STATUS,
     HEALTH_STATUS,
@@ -48,10 +48,13 @@ class EnergyMonitorConfig:
     status_file: str = param("", "rewrite this JSON file with the running totals at every progress line ('' = no)")
 
 
+PARAMETER_SECTIONS = (ParamSection("energy", EnergyMonitorConfig()),)
+
+
 class EnergyMonitor(Node):
     def __init__(self):
         super().__init__("energy_monitor")
-        declare_section(self, "energy", EnergyMonitorConfig())
+        declare_sections(self, PARAMETER_SECTIONS)
         self.config = read_section(self, "energy", EnergyMonitorConfig)
         self.recorder = RunRecorder()
         self._since_report = 0

@@ -63,7 +63,7 @@ from ros_nodes.fusion_pipeline import (
     subscribed_topics,
 )
 from ros_nodes.node_main import run_node
-from ros_nodes.node_params import declare_section, read_section, update_section
+from ros_nodes.node_params import ParamSection, declare_sections, read_section, update_section
 from ros_nodes.run_record import FRAME_STATUS, HEALTH_STATUS
 from ros_nodes.stamp_sync import StampSyncConfig, StampSynchroniser
 
@@ -104,10 +104,17 @@ def online_gate(settings: GateSettings) -> GateSettings:
     return settings
 
 
+# ``fusion.*``: the node's own config, the gate settings and the exit settings; ``sync.*`` (roles,
+# pivot and IMU role follow the topic mapping: sync_config_for); ``power.*``.
+FUSION_SECTIONS = tuple(ParamSection("fusion", d) for d in (FusionNodeConfig(), NODE_GATE_SETTINGS, NODE_EXIT_SETTINGS))
+PARAMETER_SECTIONS = (*FUSION_SECTIONS,
+                      ParamSection("sync", StampSyncConfig(fallback_pivots=("depth", "rgb", "radar")),
+                                   skip=("roles", "pivot", "imu_role")),
+                      ParamSection("power", PowerGatingConfig()))
+
+
 def declare_fusion_parameters(node: Node) -> None:
-    """``fusion.*``: the node's own config, the gate settings and the exit settings."""
-    for defaults in (FusionNodeConfig(), NODE_GATE_SETTINGS, NODE_EXIT_SETTINGS):
-        declare_section(node, "fusion", defaults)
+    declare_sections(node, FUSION_SECTIONS)
 
 
 def read_fusion_parameters(node: Node) -> tuple[FusionNodeConfig, GateSettings, ExitSettings]:
@@ -150,11 +157,7 @@ def sync_config_for(mapping: TopicMapping, configured: StampSyncConfig, log=None
 class FusionNode(Node):
     def __init__(self):
         super().__init__("fusion_node")
-        declare_fusion_parameters(self)
-        # roles, pivot and IMU role follow the topic mapping (sync_config_for)
-        declare_section(self, "sync", StampSyncConfig(fallback_pivots=("depth", "rgb", "radar")),
-                        skip=("roles", "pivot", "imu_role"))
-        declare_section(self, "power", PowerGatingConfig())
+        declare_sections(self, PARAMETER_SECTIONS)
         self.config, self.gate_settings, self.exit_settings = read_fusion_parameters(self)
         sync_config = read_section(self, "sync", StampSyncConfig)
         power_config = read_section(self, "power", PowerGatingConfig)

@@ -13,14 +13,21 @@ their parameter names differ (fusion_node: its own config, GateSettings, ExitSet
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import json
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from fusion_core.config_io import ConfigError, from_mapping, parameter_names
+from fusion_core.config_io import ConfigError, convert_field, from_mapping, param, parameter_names
 
 T = TypeVar("T")
 
@@ -33,6 +40,121 @@ def _ros_default(value: Any) -> Any:
             return Parameter.Type.STRING_ARRAY
         return list(value)
     return value
+
+
+@dataclass(frozen=True)
+class ParamSection:
+    """One section of a node's parameters: ``prefix.<field>`` for the fields of ``defaults``'s
+    class, at ``defaults``'s values, except ``skip`` (fields the node sets itself)."""
+
+    prefix: str
+    defaults: Any
+    skip: tuple[str, ...] = ()
+
+    def parameters(self) -> dict[str, tuple[type, str]]:
+        """Declared parameter name -> (config class, field name)."""
+        names = parameter_names(type(self.defaults))
+        out = {}
+        for f in dataclasses.fields(self.defaults):
+            value = getattr(self.defaults, f.name)
+            if f.name in self.skip or dataclasses.is_dataclass(value) or value is None or not f.init:
+                continue
+            out[f"{self.prefix}.{names[f.name]}" if self.prefix else names[f.name]] = (type(self.defaults), f.name)
+        return out
+
+
+@dataclass(frozen=True)
+class RclpyBuiltins:
+    """Parameters every rclpy node declares itself (checked, never declared by us)."""
+
+    use_sim_time: bool = param(False, "read the time from /clock instead of the system clock")
+
+
+def node_parameter_table(module: str) -> dict[str, tuple[type, str]]:
+    """Every parameter of the node whose main module is ``module`` (its ``PARAMETER_SECTIONS``,
+    plus rclpy's own) -> (config class, field name)."""
+    sections = importlib.import_module(module).PARAMETER_SECTIONS
+    return parameter_table((*sections, ParamSection("", RclpyBuiltins())))
+
+
+def check_params_file(path: Path, modules: Iterable[str]) -> None:
+    """Every parameter in the ROS params file ``path`` checked by :func:`check_parameter`: under a
+    node's name against that node's parameters (``modules``: node name -> main module), under
+    ``/**`` against the union of them all (the file serves every node). ConfigError naming the
+    file and the parameter; rcl would otherwise ignore an unknown key or a wrongly typed value."""
+    modules = dict(modules)
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not a readable ROS params file ({' '.join(str(err).split())})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a ROS params file maps node names to ros__parameters")
+    every: dict[str, tuple[type, str]] = {}
+    tables = {name: node_parameter_table(m) for name, m in modules.items()}
+    for table in tables.values():
+        every.update(table)
+    for node, body in data.items():
+        if node != "/**" and node.lstrip("/") not in tables:
+            raise ConfigError(f"{path}: {node}: no such node (nodes: {', '.join(tables)}, or /** for all)")
+        table = every if node == "/**" else tables[node.lstrip("/")]
+        params = body.get("ros__parameters") if isinstance(body, dict) else None
+        if not isinstance(params, dict):
+            raise ConfigError(f"{path}: {node}: expected a ros__parameters mapping")
+        for name, value in _flatten(params):
+            check_parameter(table, name, value, f"{path}: {node}")
+
+
+def _flatten(params: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        out += _flatten(value, name + ".") if isinstance(value, dict) else [(name, value)]
+    return out
+
+
+def declare_sections(node: Node, sections: Iterable[ParamSection]) -> None:
+    for section in sections:
+        declare_section(node, section.prefix, section.defaults, section.skip)
+
+
+def parameter_table(sections: Iterable[ParamSection]) -> dict[str, tuple[type, str]]:
+    """Every parameter the sections declare -> (config class, field name)."""
+    table: dict[str, tuple[type, str]] = {}
+    for section in sections:
+        table.update(section.parameters())
+    return table
+
+
+def check_parameter(table: dict[str, tuple[type, str]], name: str, value: Any, where: str,
+                    from_text: bool = False) -> Any:
+    """``value`` checked against parameter ``name`` of ``table`` by the config classes' rules;
+    returns the converted value. ``from_text``: ``value`` is text as typed on a command line, read
+    as YAML like ``-p name:=value`` is (a params file's values are typed already). ConfigError
+    naming ``where`` and the parameter for an unknown name or a bad value, so that a typo or a
+    wrongly typed value never reaches ROS (which would ignore it)."""
+    if name not in table:
+        prefix = name.partition(".")[0]
+        known = sorted(n for n in table if n.startswith(prefix + "."))
+        hint = f"; parameters under {prefix}.: {', '.join(known)}" if known else \
+            f"; prefixes here: {', '.join(sorted({n.partition('.')[0] for n in table}))}"
+        raise ConfigError(f"{where}: no parameter {name!r}{hint}")
+    cls, field_name = table[name]
+    if from_text and isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        # A text field takes the text as typed: "2024" names a file, not a number.
+        if typing.get_type_hints(cls)[field_name] is str and not isinstance(parsed, str):
+            parsed = value
+        value = parsed
+    return convert_field(cls, field_name, list(value) if isinstance(value, tuple) else value, f"{where}: {name}")
+
+
+def ros_value_text(value: Any) -> str:
+    """A checked value as the text ``-p name:=text`` gives ROS with the declared type (a float
+    keeps its decimal point, a string its quotes)."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
 
 
 def declare_section(node: Node, prefix: str, defaults: Any, skip: tuple[str, ...] = ()) -> None:

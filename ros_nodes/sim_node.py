@@ -54,7 +54,7 @@ from fusion_core.data.topics import (
 from fusion_core.vocabulary import POWER_REQUESTS, SENSORS
 from ros_nodes import ros_io
 from ros_nodes.node_main import stop_on_signals
-from ros_nodes.node_params import declare_section, read_section
+from ros_nodes.node_params import ParamSection, declare_sections, read_section
 from ros_nodes.source_counts import (
     SOURCE_COUNTS_TOPIC,
     SOURCE_COUNTS_TYPE,
@@ -110,6 +110,9 @@ class SimNodeConfig:
     def __post_init__(self):
         if not self.rate_factor > 0:
             raise ConfigError(f"rate_factor: must be > 0, got {self.rate_factor!r}")
+
+
+PARAMETER_SECTIONS = (ParamSection(PARAM_PREFIX, SimNodeConfig()),)
 
 
 def topic_qos(topic: str) -> QoSProfile:
@@ -187,7 +190,7 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ set-up
     def _read_parameters(self) -> SimNodeConfig:
-        declare_section(self, PARAM_PREFIX, SimNodeConfig())
+        declare_sections(self, PARAMETER_SECTIONS)
         try:
             return read_section(self, PARAM_PREFIX, SimNodeConfig)
         except ConfigError as exc:  # checks in __post_init__ name the field without its prefix
