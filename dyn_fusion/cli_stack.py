@@ -3,6 +3,7 @@ energy monitor, then a report) and ``replay`` (a recorded bag through the same f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -56,14 +57,47 @@ def _overrides(pairs: list[str], stack: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists():
-        if not overwrite:
-            raise ConfigError(f"{out}: exists; pass --overwrite to replace it")
-        if out.is_dir() and not (out / "logs").is_dir() and any(out.iterdir()):
-            raise ConfigError(f"{out}: exists and is not a run folder (no logs/); refusing to delete it")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.mkdir(parents=True)
+class _RunFolder:
+    """The run folder ``out``. With ``overwrite``, an existing run moves aside (``.<name>.replaced``)
+    and is deleted only once the new run has started (``started``); if the command fails before
+    that, the new folder is removed and the old run put back (``restore``), so a failing start
+    never costs the previous report. A regular file or a folder that is not a run is refused."""
+
+    def __init__(self, out: Path, overwrite: bool):
+        self.out = out
+        self.previous: Path | None = None
+        if out.exists() or out.is_symlink():
+            if not overwrite:
+                raise ConfigError(f"{out}: exists; pass --overwrite to replace it")
+            if not out.is_dir():
+                raise ConfigError(f"{out}: is a file, not a run folder; refusing to replace it")
+            if not (out / "logs").is_dir() and any(out.iterdir()):
+                raise ConfigError(f"{out}: exists and is not a run folder (no logs/); refusing to delete it")
+            self.previous = out.with_name(f".{out.name}.replaced")
+            if self.previous.exists():  # left by a command killed before it could clean up
+                shutil.rmtree(self.previous)
+            out.rename(self.previous)
+        out.mkdir(parents=True)
+
+    def started(self) -> None:
+        if self.previous is not None:
+            shutil.rmtree(self.previous, ignore_errors=True)
+            self.previous = None
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            shutil.rmtree(self.out, ignore_errors=True)
+            self.previous.rename(self.out)
+            self.previous = None
+
+
+@contextlib.contextmanager
+def _restored_on_error(folder: _RunFolder):
+    try:
+        yield
+    except BaseException:
+        folder.restore()
+        raise
 
 
 def _report_grid(overrides: dict[str, dict[str, str]]):
@@ -75,7 +109,7 @@ def _report_grid(overrides: dict[str, dict[str, str]]):
     return load_checkpoint(checkpoint).model_config.grid
 
 
-def _run_and_report(command: str, stack: str, out: Path, plan_overrides: dict[str, dict[str, str]],
+def _run_and_report(command: str, stack: str, folder: _RunFolder, plan_overrides: dict[str, dict[str, str]],
                     user_overrides: dict[str, dict[str, str]], grid, title: str, live: bool,
                     require_frames: bool) -> int:
     """Run ``stack`` with the command's overrides (the user's --set last), write and print the
@@ -84,13 +118,21 @@ def _run_and_report(command: str, stack: str, out: Path, plan_overrides: dict[st
     from dyn_fusion.run_report import write_report
     from dyn_fusion.stack_runner import StackError, StackRun, run_stack
 
+    out = folder.out
     for node, values in user_overrides.items():
         plan_overrides.setdefault(node, {}).update(values)
     try:
-        codes = run_stack(StackRun(stack, out, plan_overrides))
+        codes = run_stack(StackRun(stack, out, plan_overrides, on_started=folder.started))
     except StackError as err:
-        print(f"dyn-fusion {command}: {err}")
+        if folder.previous is not None:
+            folder.restore()
+            print(f"dyn-fusion {command}: {err} (the previous run in {out} is kept)")
+        else:
+            print(f"dyn-fusion {command}: {err}")
         return 1
+    except BaseException:  # interrupted while starting: the previous run stays
+        folder.restore()
+        raise
     report = write_report(out, grid, title, live=live)
     print("\n" + (out / "report.md").read_text())
     print(f"run folder: {out} (report.md, report.json, ledger.csv, frames.jsonl, logs/)")
@@ -112,17 +154,18 @@ def up_command(args: argparse.Namespace) -> int:
     scenario = load_scenario(scenario_path)
     overrides = _overrides(args.set, "vehicle")
     grid = _report_grid(overrides)
-    _prepare_out(args.out, args.overwrite)
+    folder = _RunFolder(args.out, args.overwrite)
     # The rig's mounts, as /tf_static would carry them (tf2_msgs is not installable here).
     calibration = args.out / "calibration.yaml"
-    save_static_tf(calibration, rig_static_tf(rig_calibration(scenario.sensors)))
+    with _restored_on_error(folder):
+        save_static_tf(calibration, rig_static_tf(rig_calibration(scenario.sensors)))
     plan_overrides = {
         "sim_node": {"sim.scenario": str(scenario_path), "sim.duration_s": str(args.duration_s),
                      "sim.wait_for_subscribers_s": "30.0"},
         "fusion_node": {"fusion.calibration_file": str(calibration)},
         "energy_monitor": {"energy.run_dir": str(args.out)},
     }
-    return _run_and_report("up", "vehicle", args.out, plan_overrides, overrides, grid,
+    return _run_and_report("up", "vehicle", folder, plan_overrides, overrides, grid,
                            f"dyn-fusion up vehicle: {scenario.name}, {args.duration_s:g} s", live=True,
                            require_frames=True)
 
@@ -182,9 +225,10 @@ def replay_command(args: argparse.Namespace) -> int:
     mapping = TopicMapping.load(mapping_path)
     overrides = _overrides(args.set, "replay")
     grid = _report_grid(overrides)
-    _prepare_out(args.out, args.overwrite)
+    folder = _RunFolder(args.out, args.overwrite)
     calibration = args.out / "calibration.yaml"
-    save_static_tf(calibration, _bag_static_tf(args.bag, mapping))  # tf2_msgs cannot be published here
+    with _restored_on_error(folder):
+        save_static_tf(calibration, _bag_static_tf(args.bag, mapping))  # tf2_msgs cannot be published here
     plan_overrides = {
         "bag_player": {"player.bag": str(args.bag.resolve()), "player.rate": repr(args.rate),
                        "player.wait_for_subscribers_s": "30.0",
@@ -193,6 +237,6 @@ def replay_command(args: argparse.Namespace) -> int:
                         "fusion.process_every_frame": "true", **_sync_overrides(mapping)},
         "energy_monitor": {"energy.run_dir": str(args.out)},
     }
-    return _run_and_report("replay", "replay", args.out, plan_overrides, overrides, grid,
+    return _run_and_report("replay", "replay", folder, plan_overrides, overrides, grid,
                            f"dyn-fusion replay: {args.bag.name} ({mapping_path.stem}, rate {args.rate:g})",
                            live=False, require_frames=False)

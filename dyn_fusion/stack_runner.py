@@ -20,6 +20,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class StackRun:
     run_timeout_s: float = 3600.0                # hard limit on the whole run
     stop_grace_s: float = 20.0                   # after SIGINT, how long a node may take to finish
     echo_prefixes: tuple[str, ...] = ("energy_monitor",)  # whose progress lines are echoed live
+    on_started: Callable[[], None] | None = None  # called once every node has started (the run is on)
 
 
 @dataclass
@@ -123,6 +125,8 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
         source = next(p for p in procs if p.spec.ends_the_run)
         for p in procs:
             p.start_run_phase()
+        if run.on_started is not None:
+            run.on_started()
         while source.popen.poll() is None:
             for p in procs:
                 p.sample_cpu()

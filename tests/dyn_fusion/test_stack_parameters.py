@@ -86,3 +86,45 @@ def test_up_refuses_a_bad_set_before_starting_anything(tmp_path, capsys):
     assert main(["up", "vehicle", "--out", str(out), "--set", "fusion_node:fusion.bogus=1"]) == 2
     assert "no parameter 'fusion.bogus'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _old_run(path):
+    (path / "logs").mkdir(parents=True)
+    (path / "report.md").write_text("the previous report\n")
+
+
+def test_overwrite_keeps_the_previous_run_until_the_new_one_has_started(tmp_path):
+    from dyn_fusion.cli_stack import _RunFolder
+
+    out = tmp_path / "run"
+    _old_run(out)
+    folder = _RunFolder(out, overwrite=True)
+    assert out.is_dir() and not any(out.iterdir())  # the new run's folder
+    (out / "logs").mkdir()
+    folder.restore()  # the new run failed to start
+    assert (out / "report.md").read_text() == "the previous report\n"
+    folder = _RunFolder(out, overwrite=True)
+    folder.started()
+    assert not (out / "report.md").exists() and not folder.previous and len(list(tmp_path.iterdir())) == 1
+    folder.restore()  # after the start there is nothing to restore: the new run stays
+    assert out.is_dir()
+
+
+def test_overwrite_refuses_a_regular_file(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me\n")
+    assert main(["up", "vehicle", "--out", str(target), "--overwrite"]) == 2
+    assert "is a file, not a run folder" in capsys.readouterr().err
+    assert target.read_text() == "keep me\n"
+
+
+def test_a_failing_start_keeps_the_previous_run(tmp_path, capsys):
+    """fusion_node cannot start (a gates file that does not exist): rc 1, the old report stays."""
+    out = tmp_path / "run"
+    _old_run(out)
+    rc = main(["up", "vehicle", "--out", str(out), "--overwrite", "--duration-s", "1",
+               "--set", f"fusion_node:fusion.gates={tmp_path / 'missing_gates.pt'}"])
+    assert rc == 1
+    assert "the previous run in" in capsys.readouterr().out
+    assert (out / "report.md").read_text() == "the previous report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
