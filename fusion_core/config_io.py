@@ -154,15 +154,69 @@ def from_mapping(cls: type[T], data: Any, key: str = "") -> T:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Load config dataclass ``cls`` from a YAML file; errors name the file and the key."""
+# Limits on what a YAML file may expand to. Configs hold a few hundred values; an "anchor bomb"
+# (aliases of aliases) of a few hundred bytes expands to billions and takes the machine's memory,
+# and nesting thousands deep overflows the parser's recursion.
+MAX_YAML_NODES = 1_000_000
+MAX_YAML_DEPTH = 100
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in ``path``, parsed safely: ConfigError naming the file for a missing or
+    unreadable file, text that is not UTF-8, invalid YAML, nesting deeper than MAX_YAML_DEPTH or
+    aliases that expand to more than MAX_YAML_NODES values (checked before anything is expanded)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """:func:`read_yaml` for text already read; ``where`` names it in errors."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise ConfigError(f"{where}: YAML nested deeper than {MAX_YAML_DEPTH} levels")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # aliases share nodes here: no expansion yet
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if root is None:
+        return None
+    if _expanded_size(root, {}) > MAX_YAML_NODES:
+        raise ConfigError(f"{where}: YAML aliases expand to more than {MAX_YAML_NODES} values (an anchor bomb?)")
+    return yaml.safe_load(text)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Values ``node`` becomes once every alias is expanded (memoised per shared node; depth is
+    bounded by MAX_YAML_DEPTH, so the recursion is too)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts as nothing rather than recursing forever
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+        else:
+            size = 1
+        memo[key] = min(size, MAX_YAML_NODES + 1)
+    return memo[key]
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Load config dataclass ``cls`` from a YAML file; errors name the file and the key."""
+    data = read_yaml(path)
     try:
         return from_mapping(cls, data)
     except ConfigError as exc:

@@ -27,7 +27,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from fusion_core.config_io import ConfigError, convert_field, from_mapping, param, parameter_names
+from fusion_core.config_io import ConfigError, convert_field, from_mapping, param, parameter_names, read_yaml
 
 T = TypeVar("T")
 
@@ -83,10 +83,7 @@ def check_params_file(path: Path, modules: Iterable[str]) -> None:
     ``/**`` against the union of them all (the file serves every node). ConfigError naming the
     file and the parameter; rcl would otherwise ignore an unknown key or a wrongly typed value."""
     modules = dict(modules)
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: not a readable ROS params file ({' '.join(str(err).split())})") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a ROS params file maps node names to ros__parameters")
     every: dict[str, tuple[type, str]] = {}

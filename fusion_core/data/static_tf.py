@@ -131,13 +131,12 @@ def save_static_tf(path, tree: StaticTfTree) -> None:
 def load_static_tf(path) -> StaticTfTree:
     """Read a file written by :func:`save_static_tf`; StaticTfError naming the file and the
     entry for a malformed one (not a list, a missing key, a matrix that is not a rigid 4x4)."""
-    import yaml
+    from fusion_core.config_io import ConfigError, read_yaml
 
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise StaticTfError(f"{path}: cannot read the calibration file: {exc}") from None
+        data = read_yaml(path)
+    except ConfigError as exc:
+        raise StaticTfError(f"cannot read the calibration file: {exc}") from None
     entries = data.get("transforms") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise StaticTfError(f"{path}: expected a mapping with a 'transforms' list")

@@ -1,6 +1,8 @@
 """Strict config loading: every error names the key, the file and what was wrong."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fusion_core.config_io import ConfigError, from_mapping, load_yaml, to_mapping
@@ -88,3 +90,37 @@ def test_runs_longer_than_the_road_are_refused():
     sim = Simulator(load_with_seed("default", None))
     with pytest.raises(ConfigError, match=r"road\.segments: the road .* is too short for 20000 frames"):
         list(sim.run(20000))
+
+
+@pytest.mark.parametrize("content, message", [
+    # an "anchor bomb": nine aliases per level, nine levels: 9^9 values once expanded
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + k)}: &{chr(98 + k)} [{', '.join(['*' + chr(97 + k)] * 9)}]\n" for k in range(8)),
+     "aliases expand to more than"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 100 levels"),
+    (b"name: caf\xe9\n", "not UTF-8 text (byte 9)"),
+    ("a: [1, 2\n", "not valid YAML"),
+])
+def test_hostile_yaml_is_a_one_line_error_without_expanding_it(tmp_path, content, message):
+    import tracemalloc
+
+    from fusion_core.config_io import read_yaml
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=re.escape(message)) as err:
+            read_yaml(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert peak < 200e6  # the bomb is measured, not built (it would take gigabytes)
+
+
+def test_yaml_with_ordinary_aliases_still_loads(tmp_path):
+    from fusion_core.config_io import read_yaml
+    path = tmp_path / "ok.yaml"
+    path.write_text("base: &b {x: 1, y: [1, 2]}\nuse: *b\nmore: [*b, *b]\n")
+    assert read_yaml(path) == {"base": {"x": 1, "y": [1, 2]}, "use": {"x": 1, "y": [1, 2]},
+                               "more": [{"x": 1, "y": [1, 2]}] * 2}
