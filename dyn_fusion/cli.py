@@ -35,6 +35,7 @@ from dyn_fusion.cli_dynamic import (
     train_gates_command,
     wants_dynamic_evaluation,
 )
+from dyn_fusion.output_paths import check_output
 from fusion_core.config_io import ConfigError
 
 
@@ -167,6 +168,9 @@ def _evaluate(args) -> int:
     from fusion_core.training.checkpoint import load_detector
     from fusion_core.vocabulary import DETECTION_SENSORS
 
+    check_output(args.json, "--json")
+    check_output(args.markdown, "--markdown")
+    check_output(args.plots, "--plots", folder=True)
     model = load_detector(args.checkpoint)
     data = open_source(args.data, args.topics)
     min_visibility = DEFAULT_MIN_VISIBILITY if args.min_visibility is None else args.min_visibility

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from dyn_fusion.output_paths import check_output
 from dyn_fusion.settings_flags import add_settings_options, settings_from_args
 from fusion_core.config_io import ConfigError
 from fusion_core.exits.settings import ExitSettings
@@ -93,6 +94,7 @@ def train_gates_command(args) -> int:
     from fusion_core.runtime.cost_table import measure_cost_table
     from fusion_core.training.checkpoint import load_checkpoint, load_detector
 
+    check_output(args.out, "--out")
     detector = load_detector(args.checkpoint)
     train_config = load_checkpoint(args.checkpoint).train_config
     gates = GateModules(load_gates_config(args.config), detector.config)
@@ -136,6 +138,7 @@ def compare_command(args) -> int:
     from fusion_core.runtime.builder import build_dynamic_fusion, reference_inputs
     from fusion_core.training.checkpoint import load_detector
 
+    check_output(args.out, "--out", folder=True)
     exit_settings = settings_from_args(args, ExitSettings)
     detector = load_detector(args.checkpoint)
     gates = load_gates(args.gates, detector.config) if args.gates is not None else None

@@ -46,3 +46,15 @@ def test_demo_writes_bag_summary_and_preview(tmp_path):
     assert summary["captures_per_sensor"] == {"rgb": 12, "depth": 12, "lidar": 12, "radar": 24, "imu": 240}
     assert (out / "preview.png").stat().st_size > 50_000
     assert "preview:" in proc.stdout
+
+
+def test_evaluate_refuses_unwritable_outputs_before_evaluating(tmp_path, capsys):
+    """--json under a regular file used to fail only after the whole evaluation."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    for extra, message in [(["--json", str(blocker / "out.json")], "is a file, not a folder"),
+                           (["--json", str(tmp_path)], "is a folder; expected a file"),
+                           (["--json", str(tmp_path / "r.json"), "--plots", str(blocker)], "is a file; expected a folder")]:
+        # the checkpoint does not exist either: the output check must come first
+        assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(tmp_path), *extra]) == 2
+        assert message in capsys.readouterr().err
