@@ -26,6 +26,10 @@ WARMING = "warming"                          # powered up, but its data is not v
 TRAINING_DROPOUT = "training_dropout"        # removed by training-time modality dropout
 EVALUATION_DROPOUT = "evaluation:dropout"    # removed for an evaluation dropout row
 EVALUATION_NOT_SELECTED = "evaluation:not_selected"  # removed by ``evaluate --sensors``
+# Drop causes of messages whose stamps break their stream's order (the live synchroniser's and
+# the bag reader's alike, so evaluate and replay count the same messages).
+DUPLICATE_STAMP = "duplicate_stamp"          # the stamp of a message already taken from the stream
+OUT_OF_ORDER = "out_of_order"                # older than a message already taken from the stream
 NO_RETURNS = "no_returns"                    # a LiDAR cloud or depth image without one valid measurement
 SYNC_PREFIX = "sync:"                        # the synchroniser found no partner: "sync:missing", "sync:timeout"
 

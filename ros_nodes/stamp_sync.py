@@ -69,11 +69,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fusion_core.config_io import ConfigError, param
+from fusion_core.vocabulary import DUPLICATE_STAMP, OUT_OF_ORDER
 
 NS_PER_S = 1_000_000_000
 
 # drop causes, in the order they are checked (see the module doc)
-DROP_CAUSES: tuple[str, ...] = ("duplicate_stamp", "out_of_order", "late", "unmatched", "queue_overflow")
+DROP_CAUSES: tuple[str, ...] = (DUPLICATE_STAMP, OUT_OF_ORDER, "late", "unmatched", "queue_overflow")
 # why a role has no partner in a frame
 ABSENCE_REASONS: tuple[str, ...] = (
     "missing",   # the role's stream went past the frame's tolerance (IMU: past the pivot) without one
@@ -367,10 +368,10 @@ class StampSynchroniser:
 
     def _reject_cause(self, role: str, stamp: int) -> str | None:
         if stamp in self._seen[role]:
-            return "duplicate_stamp"
+            return DUPLICATE_STAMP
         if self._last_ns is not None:
             if stamp < self._last_ns - self._tol:
-                return "out_of_order"
+                return OUT_OF_ORDER
             if stamp <= self._last_ns:
                 # any later pivot is further away, so its nearest frame was the emitted one
                 return "late"

@@ -65,11 +65,13 @@ from fusion_core.vocabulary import (
     CAMERA_INFO_TYPE,
     CAMERAS,
     DECODE_ERROR,
+    DUPLICATE_STAMP,
     DETECTION_SENSORS,
     DROPPED_BY_FAULT,
     NO_CAMERA_INFO,
     NO_MESSAGE,
     NOT_RECORDED,
+    OUT_OF_ORDER,
     SENSOR_SPECS,
     SENSORS,
 )
@@ -200,6 +202,7 @@ class RosbagSource(Sequence[FusionSample]):
             raise FileNotFoundError(f"{self.path}: no such bag")
         self.drops: Counter[tuple[str, str]] = Counter()
         self._warned: set[tuple[str, str]] = set()
+        self._last_stamp: dict[str, int] = {}        # sensor role -> newest stamp taken (log order)
         m = self.mapping
         # topic -> roles (a topic may serve two roles, e.g. one CameraInfo for both cameras)
         roles: dict[str, list[str]] = {}
@@ -265,6 +268,8 @@ class RosbagSource(Sequence[FusionSample]):
         header = msg.header
         stamp, frame = rd.stamp_ns(header), header.frame_id
         m = self.mapping
+        if role in SENSORS and not self._in_order(role, stamp):
+            return
         try:
             if role == "lidar":
                 payload, n_nan = rd.decode_cloud(msg, ("x", "y", "z", m.lidar_intensity_field))
@@ -291,6 +296,26 @@ class RosbagSource(Sequence[FusionSample]):
         if n_nan:
             self._drop(role, NAN_POINTS, f"{n_nan} points with a non-finite value dropped", n_nan)
         self._streams[role].entries.append(_Entry(stamp, frame, payload))
+
+    def _in_order(self, role: str, stamp: int) -> bool:
+        """Whether a sensor message (in log order) may join its stream, counting those that may
+        not as the live synchroniser does, so ``evaluate`` on a bag and ``replay`` of it see the
+        same frames: a stamp older than one already taken is dropped (``out_of_order``; sorting
+        by stamp instead would pair a re-stamped message with the wrong frame's ground truth); a
+        repeated stamp replaces the message taken under it (``duplicate_stamp``: one frame per
+        stamp, and a capture republished as it fills in, as sick_scan's radar does, is read in
+        its last version)."""
+        last = self._last_stamp.get(role)
+        if last is not None and stamp < last:
+            self._drop(role, OUT_OF_ORDER, f"stamp {stamp} ns logged after {last} ns")
+            return False
+        if stamp == last:
+            self._drop(role, DUPLICATE_STAMP, f"stamp {stamp} ns logged again; the last version is used")
+            entries = self._streams[role].entries
+            if entries and entries[-1].stamp_ns == stamp:  # (a broken IMU sample left no entry)
+                entries.pop()
+        self._last_stamp[role] = stamp
+        return True
 
     def _bad(self, role: str, stamp: int, frame: str, what: str, detail: str) -> None:
         """A malformed message: kept as an error entry (absent in its frame), counted once."""
