@@ -190,6 +190,25 @@ def _consumed_topics(mapping) -> str:
     return "[" + ", ".join(f"'{t}'" for t in topics if t) + "]"
 
 
+def _check_mapping_meets_bag(bag: Path, mapping, mapping_path: Path) -> None:
+    """ConfigError when no sensor topic of the mapping is in the bag (the replay would fuse
+    nothing and say only "0 frames"). A bag rosbags cannot open is left to the player's salvage."""
+    from rosbags.highlevel import AnyReader
+
+    from fusion_core.vocabulary import SENSORS
+
+    try:
+        with AnyReader([bag]) as reader:
+            in_bag = {c.topic: c.msgtype for c in reader.connections}
+    except Exception:
+        return
+    mapped = {s: mapping.sensor_topic(s) for s in SENSORS if mapping.sensor_topic(s)}
+    if not any(t in in_bag for t in mapped.values()):
+        shown = ", ".join(sorted(in_bag)[:12]) + (" ..." if len(in_bag) > 12 else "")
+        raise ConfigError(f"--topics {mapping_path}: none of its sensor topics ({', '.join(mapped.values())}) is in "
+                          f"{bag} (its topics: {shown or 'none'}); write a mapping for it (configs/data/*.yaml)")
+
+
 def _bag_static_tf(bag: Path, mapping):
     """The bag's static transforms; a damaged bag (which rosbags refuses to open) is read front
     to back by the player's salvaging reader and gives what precedes the damage."""
@@ -223,6 +242,7 @@ def replay_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rate: must be > 0, got {args.rate}")
     mapping_path = resolve_topic_mapping(args.topics)
     mapping = TopicMapping.load(mapping_path)
+    _check_mapping_meets_bag(args.bag, mapping, mapping_path)
     overrides = _overrides(args.set, "replay")
     grid = _report_grid(overrides)
     folder = _RunFolder(args.out, args.overwrite)

@@ -109,6 +109,11 @@ def _image_pixels(msg, code: str, channels: int) -> np.ndarray:
         raise DecodeError("size_mismatch", f"image of {w}x{h} pixels")
     if step < row_bytes:
         raise DecodeError("size_mismatch", f"step {step} < {row_bytes} bytes per row of {w} pixels")
+    if step >= 2 * row_bytes:
+        # Row padding aligns rows; a row twice as long as its pixels is another pixel format
+        # (a 32FC1 depth image labelled 16UC1 would otherwise decode as garbage).
+        raise DecodeError("encoding", f"step {step} is {step / row_bytes:g}x the {row_bytes} bytes of a row of "
+                                      f"{w} {msg.encoding} pixels: wrong encoding?")
     data = _bytes(msg.data)
     if data.size < step * h:
         raise DecodeError("truncated", f"{data.size} bytes of data, {h} rows of {step} need {step * h}")

@@ -509,3 +509,33 @@ def test_sync_tolerance_per_stream_or_one_value():
     one = SyncTolerance(default_s=0.02)
     assert {one.for_stream(s) for s in ("rgb", "depth", "lidar", "radar", "ground_truth")} == {0.02}
     assert SyncTolerance(default_s=0.02, radar_s=0.01).for_stream("radar") == 0.01
+
+
+def test_a_depth_image_labelled_with_the_wrong_encoding_is_refused():
+    """32FC1 pixels labelled 16UC1: each row holds twice the bytes the label asks for."""
+    from types import SimpleNamespace
+
+    from fusion_core.data import ros_decode as rd
+    depth = np.full((4, 6), 2.5, np.float32)
+    msg = SimpleNamespace(height=4, width=6, step=depth.strides[0], encoding="16UC1", is_bigendian=0,
+                          data=depth.view(np.uint8).reshape(-1))
+    with pytest.raises(rd.DecodeError, match="wrong encoding") as err:
+        rd.decode_depth(msg)
+    assert err.value.what == "encoding"
+    msg.encoding = "32FC1"
+    np.testing.assert_array_equal(rd.decode_depth(msg), depth)
+    padded = np.zeros((4, 8), np.float32)  # ordinary row padding (2 pixels' worth) is still read
+    padded[:, :6] = depth
+    msg.data, msg.step = padded.view(np.uint8).reshape(-1), padded.strides[0]
+    np.testing.assert_array_equal(rd.decode_depth(msg), depth)
+
+
+def test_replay_with_a_mapping_that_matches_no_topic_is_refused_before_starting(run, tmp_path, capsys):
+    from dyn_fusion.cli import main
+    mapping = tmp_path / "other.yaml"
+    mapping.write_text("lidar_topic: /velodyne_points\nradar_topic: /radar/points\n")
+    out = tmp_path / "replay"
+    assert main(["replay", str(run["bag"]), "--topics", str(mapping), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "none of its sensor topics (/velodyne_points, /radar/points)" in err and "/sensors/lidar/points" in err
+    assert not out.exists()
