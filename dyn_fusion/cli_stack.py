@@ -116,27 +116,40 @@ def _run_and_report(command: str, stack: str, folder: _RunFolder, plan_overrides
     report; the exit code: 1 if the stack failed, a node exited with an error, or (with
     ``require_frames``) nothing was fused."""
     from dyn_fusion.run_report import write_report
-    from dyn_fusion.stack_runner import StackError, StackRun, run_stack
+    from dyn_fusion.stack_runner import StackError, StackInterrupted, StackRun, run_stack
+    from ros_nodes.node_plan import stack_plan
 
     out = folder.out
     for node, values in user_overrides.items():
         plan_overrides.setdefault(node, {}).update(values)
+    partial = None
     try:
         codes = run_stack(StackRun(stack, out, plan_overrides, on_started=folder.started))
     except StackError as err:
-        if folder.previous is not None:
+        if err.started:  # the nodes recorded the run until then: report it, marked partial
+            partial = str(err).splitlines()[0].rstrip(":")
+            print(f"dyn-fusion {command}: {err}")
+            write_report(out, grid, title, live=live, partial=partial)
+            print("\n" + (out / "report.md").read_text())
+            print(f"run folder: {out} (report.md, report.json, logs/); the run is partial: {partial}")
+        elif folder.previous is not None:
             folder.restore()
             print(f"dyn-fusion {command}: {err} (the previous run in {out} is kept)")
         else:
             print(f"dyn-fusion {command}: {err}")
-        return 1
+        return 130 if isinstance(err, StackInterrupted) else 1
     except BaseException:  # interrupted while starting: the previous run stays
         folder.restore()
         raise
-    report = write_report(out, grid, title, live=live)
+    failed = {n: c for n, c in codes.items() if c != 0}
+    source = next(spec.name for spec in stack_plan(stack) if spec.ends_the_run)
+    if failed:
+        partial = "; ".join(f"{n} {'was killed by signal ' + str(-c) if c < 0 else 'exited with ' + str(c)}"
+                            + (" (the source: the run ended there)" if n == source else "")
+                            for n, c in sorted(failed.items()))
+    report = write_report(out, grid, title, live=live, partial=partial)
     print("\n" + (out / "report.md").read_text())
     print(f"run folder: {out} (report.md, report.json, ledger.csv, frames.jsonl, logs/)")
-    failed = {n: c for n, c in codes.items() if c != 0}
     if failed:
         print(f"dyn-fusion {command}: nodes exited with errors: {failed} (see {out / 'logs'})")
         return 1

@@ -51,6 +51,7 @@ class RunReport:
     exit_histogram: dict[int, int]
     pivots: dict[str, int]                # frames per pivot role (a fallback means the LiDAR was silent)
     node_cpu_share: dict[str, float]      # node -> CPU time / wall time over the run (1.0 = one core)
+    partial: str | None = None            # why the run ended before its source did (a node died, interrupted)
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -67,9 +68,11 @@ def _percentiles(values: list[float], name: str) -> dict[str, float]:
     return {f"{name}_p50": float(np.percentile(v, 50)), f"{name}_p95": float(np.percentile(v, 95))} if v.size else {}
 
 
-def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.05, live: bool = True) -> RunReport:
+def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.05, live: bool = True,
+                 partial: str | None = None) -> RunReport:
     """``live``: header stamps are wall time (a simulator run), so stamp -> publish latency is
-    meaningful; a replayed bag's stamps are the recording's, so only receive -> publish is."""
+    meaningful; a replayed bag's stamps are the recording's, so only receive -> publish is.
+    ``partial``: why the run did not end normally (the report then says so first)."""
     frames = _read_jsonl(run_dir / "frames.jsonl")
     truth = _read_jsonl(run_dir / "ground_truth.jsonl")
     ledger = json.loads((run_dir / "ledger.json").read_text()) if (run_dir / "ledger.json").is_file() else {}
@@ -118,11 +121,14 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
         exit_histogram=dict(sorted(Counter(f["exit_index"] for f in frames).items())),
         pivots=dict(Counter(f["pivot"] for f in frames)),
         node_cpu_share={n: u["cpu_share"] for n, u in nodes.items() if u.get("cpu_share") is not None},
+        partial=partial,
     )
 
 
 def report_markdown(r: RunReport, title: str) -> str:
     lines = [f"# {title}", ""]
+    if r.partial:
+        lines += [f"**This run is partial**: {r.partial}. What was recorded up to then is reported below.", ""]
     if r.source_error:
         lines += [(f"**The source stopped early**: {r.source_error}. Everything before that point was played "
                    f"and is reported below."), ""]
@@ -167,8 +173,9 @@ def report_markdown(r: RunReport, title: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, grid: BevGridConfig, title: str, live: bool = True) -> RunReport:
-    report = build_report(run_dir, grid, live=live)
+def write_report(run_dir: Path, grid: BevGridConfig, title: str, live: bool = True,
+                 partial: str | None = None) -> RunReport:
+    report = build_report(run_dir, grid, live=live, partial=partial)
     (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     (run_dir / "report.md").write_text(report_markdown(report, title))
     return report

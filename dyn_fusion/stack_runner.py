@@ -30,7 +30,14 @@ from ros_nodes.ros_io import isolated_domain_env
 
 
 class StackError(RuntimeError):
-    """A node failed to start or died during the run."""
+    """A node failed to start or died during the run. ``started``: the run was under way (every
+    node had started), so what the nodes recorded until then can still be reported."""
+
+    started = False
+
+
+class StackInterrupted(StackError):
+    """SIGINT or SIGTERM stopped the run (the nodes were stopped cleanly first)."""
 
 
 @dataclass
@@ -113,18 +120,21 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
     deadline = time.monotonic() + run.run_timeout_s
     # SIGTERM (a job killed from outside) must stop the nodes too, not leave them orphaned
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = False
     try:
         for spec in plan:
             log_path = logs / f"{spec.name}.log"
             cmd = node_command(spec, params, run.overrides.get(spec.name))
             with open(log_path, "w") as log:
-                popen = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+                popen = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
             procs.append(_Proc(spec, popen, log_path))
             if spec.waits_for_ready:
                 _wait_ready(procs[-1], run.ready_timeout_s, echo)
         source = next(p for p in procs if p.spec.ends_the_run)
         for p in procs:
             p.start_run_phase()
+        started = True
         if run.on_started is not None:
             run.on_started()
         while source.popen.poll() is None:
@@ -138,6 +148,14 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
         if source.popen.returncode != 0:  # e.g. a damaged bag: what was played is still reported
             echo(f"[up] {source.spec.name} exited with {source.popen.returncode}:\n{_tail(source.log_path, 5)}")
         _settle([p for p in procs if p is not source])
+    except StackError as err:
+        err.started = started
+        raise
+    except KeyboardInterrupt:
+        # the finally clause below has stopped every node by the time this is raised
+        err = StackInterrupted("interrupted (SIGINT or SIGTERM)")
+        err.started = started
+        raise err from None
     finally:
         _stop(procs, run.stop_grace_s)
         _echo_progress(procs, run.echo_prefixes, echo)
@@ -159,6 +177,17 @@ def _settle(procs: list[_Proc], min_s: float = 1.0, max_s: float = 10.0, idle_sh
         after = [process_cpu_s(p.popen.pid) for p in procs]
         if all(a is None or b is None or (b - a) / 0.5 < idle_share for a, b in zip(before, after)):
             return
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when this process dies, however it dies (kill -9 of
+    ``dyn-fusion up`` left fusion_node and energy_monitor running). Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _raise_interrupt(signum, frame):
