@@ -13,6 +13,7 @@ serves the splat and the targets, so both agree on what "bin d of pixel (i, j)" 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,9 +32,10 @@ IMAGE_STRIDE = 4  # feature map = image / 4: a car 30 m ahead is ~2 feature pixe
 class Frustum:
     """The geometry of one camera on the head grid (tensors built once per camera)."""
 
-    cell: torch.Tensor        # (Nv,) int64 flat head-grid cell of each frustum point kept
-    point: torch.Tensor       # (Nv,) int64 flat index into (D, Hf, Wf) of those points
+    cell: torch.Tensor        # (Nv,) int64 flat head-grid cell of each (bin, pixel, cell) entry kept
+    point: torch.Tensor       # (Nv,) int64 flat index into (D, Hf, Wf) of its bin and pixel
     pixel: torch.Tensor       # (Nv,) int64 flat index into (Hf, Wf) of those points
+    share: torch.Tensor       # (Nv,) float32 share of the bin's depth interval that lies in the cell
     ray_ground_m: torch.Tensor  # (1, 1, Hf, Wf) depth where each feature pixel's ray meets z = 0 (0: above the horizon), / 60 m
     row: torch.Tensor         # (1, 1, Hf, Wf) feature row scaled to [-1, 1]
     visible: torch.Tensor     # (1, 1, H_bev, W_bev) float: some frustum point lands in the cell
@@ -85,28 +87,46 @@ class DepthLiftStem(nn.Module):
         d = self.depth_bins
         # Centre of feature pixel (i, j) in image pixels: stride-s convolutions with padding put
         # output j over input pixels j*s .. j*s + s - 1.
-        u = torch.arange(wf, dtype=torch.float64) * IMAGE_STRIDE + (IMAGE_STRIDE - 1) / 2
+        # A feature pixel is a cone and a depth bin an interval, not one ray at one depth: each
+        # (bin, pixel) is spread over S depths spaced at most half a cell apart and U sub-rays
+        # across the pixel's width spaced at most a cell apart at the farthest depth. One sample
+        # at the bin centre (bins 1.2 m, cells 0.8 m) left a third of the grid's rows without any
+        # image feature (a forward camera's depth is base_link x), and one ray per pixel left
+        # columns empty beyond ~25 m.
+        width = (self.depth_max_m - self.depth_min_m) / d
+        s = max(1, math.ceil(width / (0.5 * g.head_cell_m)))
+        n_u = max(1, math.ceil(IMAGE_STRIDE * self.depth_max_m / (camera.fx * g.head_cell_m)))
+        u = (torch.arange(wf * n_u, dtype=torch.float64) + 0.5) * (IMAGE_STRIDE / n_u) - 0.5  # sub-ray columns
         v = torch.arange(hf, dtype=torch.float64) * IMAGE_STRIDE + (IMAGE_STRIDE - 1) / 2
         vv, uu = torch.meshgrid(v, u, indexing="ij")
         rays = torch.stack([(uu - camera.cx) / camera.fx, (vv - camera.cy) / camera.fy, torch.ones_like(uu)], -1)
         m = torch.as_tensor(camera.matrix)
         rot, origin = m[:3, :3], m[:3, 3]
-        dirs = rays @ rot.T  # (Hf, Wf, 3) base_link direction per unit camera depth
-        z = self.bin_centres_m()
-        pts = origin + z[:, None, None, None] * dirs[None]  # (D, Hf, Wf, 3)
+        dirs = rays @ rot.T  # (Hf, Wf * U, 3) base_link direction per unit camera depth
+        z = self.depth_min_m + (torch.arange(d * s, dtype=torch.float64) + 0.5) * (width / s)  # (D * S,)
+        pts = origin + z[:, None, None, None] * dirs[None]  # (D * S, Hf, Wf * U, 3)
         h, w = g.head_shape
         row = torch.floor((pts[..., 0] - g.x_min_m) / g.head_cell_m)
         col = torch.floor((pts[..., 1] - g.y_min_m) / g.head_cell_m)
         keep = ((row >= 0) & (row < h) & (col >= 0) & (col < w)
                 & (pts[..., 2] >= g.z_min_m) & (pts[..., 2] < g.z_max_m)).flatten()
-        cell = (row * w + col).flatten().long()[keep]
-        point = torch.arange(d * hf * wf)[keep]
+        sample_cell = (row * w + col).flatten().long()[keep]
+        k = torch.arange(d * s)[:, None, None] // s * (hf * wf)                    # its bin
+        i = torch.arange(hf)[None, :, None] * wf                                   # its feature row
+        j = torch.arange(wf * n_u)[None, None, :] // n_u                           # its feature column
+        sample_point = (k + i + j).flatten()[keep]  # index into (D, Hf, Wf)
+        # Samples of one bin and pixel in one cell merge into one entry weighing their share.
+        pair, count = torch.unique(sample_cell * (d * hf * wf) + sample_point, return_counts=True)
+        cell, point, share = pair // (d * hf * wf), pair % (d * hf * wf), (count.double() / (s * n_u)).float()
         visible = torch.zeros(h * w)
         visible[cell] = 1.0
-        # Ground depth: camera z where base_link z reaches 0 along the ray (none above the horizon).
+        # Ground depth: camera z where base_link z reaches 0 along the pixel's central ray (none
+        # above the horizon).
+        centre = (torch.arange(wf) * n_u + n_u // 2) if n_u % 2 else None
+        dirs = dirs[:, centre] if centre is not None else 0.5 * (dirs[:, n_u // 2 - 1::n_u] + dirs[:, n_u // 2::n_u])
         dz = dirs[..., 2]
         ground = torch.where(dz < -1e-6, -origin[2] / dz.clamp(max=-1e-6), torch.zeros_like(dz))
-        geo = Frustum(cell=cell, point=point, pixel=point % (hf * wf),
+        geo = Frustum(cell=cell, point=point, pixel=point % (hf * wf), share=share,
                       ray_ground_m=(ground.clamp(max=120.0) / 60.0).float()[None, None],
                       row=(2 * torch.arange(hf, dtype=torch.float32) / max(1, hf - 1) - 1)[None, None, :, None].expand(1, 1, hf, wf),
                       visible=visible.view(1, 1, h, w), feature_shape=(hf, wf))
@@ -138,9 +158,10 @@ class DepthLiftStem(nn.Module):
         b, d, hf, wf = prob.shape
         context = torch.cat([context, torch.ones_like(context[:, :1])], 1)
         c = context.shape[1]
-        # Only the frustum points inside the region are formed (about a quarter of D x Hf x Wf):
-        # each is its bin's probability times its pixel's context, summed into its cell.
-        weight = prob.reshape(b, d * hf * wf)[:, geo.point]                     # (B, Nv)
+        # Only the frustum entries inside the region are formed (about a quarter of D x Hf x Wf):
+        # each is its bin's probability (times the bin's share in the cell) times its pixel's
+        # context, summed into its cell.
+        weight = prob.reshape(b, d * hf * wf)[:, geo.point] * geo.share         # (B, Nv)
         feats = context.reshape(b, c, hf * wf).permute(0, 2, 1)[:, geo.pixel]   # (B, Nv, Cc+1)
         h, w = self.grid.head_shape
         bev = torch.zeros(b, h * w, c, dtype=feats.dtype).index_add_(1, geo.cell, weight[..., None] * feats)

@@ -33,7 +33,7 @@ def _cell_of(x_m: float, y_m: float) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("depth_m, pixel", [(10.4, (9, 12)), (30.5, (8, 3)), (45.2, (8, 16))])
-def test_splat_puts_a_pixel_feature_at_the_cell_of_its_depth(depth_m, pixel):
+def test_splat_puts_a_pixel_feature_where_its_depth_bin_lies(depth_m, pixel):
     stem, cam = _stem(), _forward_camera()
     hf, wf = stem.frustum(cam).feature_shape
     i, j = pixel
@@ -43,15 +43,31 @@ def test_splat_puts_a_pixel_feature_at_the_cell_of_its_depth(depth_m, pixel):
     context = torch.zeros(1, 4, hf, wf)
     context[0, :, i, j] = torch.tensor([1.0, 2.0, 3.0, 4.0])
     bev = stem.splat(prob, context, cam)
-    # Where the bin's centre along pixel (i, j)'s ray lands in base_link.
-    z = float(stem.bin_centres_m()[d])
-    u = j * 4 + 1.5  # the feature pixel's centre column in image pixels
-    x_m, y_m = z, -(u - cam.cx) / cam.fx * z
-    hit = torch.nonzero(bev[0, 0])
-    assert hit.tolist() == [list(_cell_of(x_m, y_m))]
-    r, c = hit[0].tolist()
-    assert bev[0, :, r, c].tolist() == [1.0, 2.0, 3.0, 4.0, 1.0]  # context, then the depth mass
-    assert float(bev.sum()) == pytest.approx(11.0)
+    # The bin's depth interval along pixel (i, j)'s ray, in base_link: x = depth, y from the column.
+    width = (stem.depth_max_m - stem.depth_min_m) / stem.depth_bins
+    near, far = stem.depth_min_m + d * width, stem.depth_min_m + (d + 1) * width
+    u = j * 4 + 1.5  # the feature pixel's centre column in image pixels (it covers u +- 2)
+    depths = np.linspace(near, far - 1e-6, 50)
+    on_centre_ray = {_cell_of(z, -(u - cam.cx) / cam.fx * z) for z in depths}
+    in_footprint = {_cell_of(z, -(uu - cam.cx) / cam.fx * z) for z in depths for uu in np.linspace(u - 2, u + 2, 50)}
+    hit = {tuple(c) for c in torch.nonzero(bev[0, 0]).tolist()}
+    assert on_centre_ray <= hit <= in_footprint  # along the whole interval, inside the pixel's cone
+    for r, c in hit:  # each cell holds the context times the share of the bin it received
+        mass = float(bev[0, 4, r, c])
+        assert bev[0, :4, r, c].tolist() == pytest.approx([mass, 2 * mass, 3 * mass, 4 * mass])
+    assert float(bev[0, 4].sum()) == pytest.approx(1.0)  # the whole bin is inside the region
+
+
+def test_the_splat_leaves_no_cell_of_the_view_without_image_features():
+    """Bins (here 1 m) coarser than cells (0.8 m) must not skip rows (a forward camera's depth is
+    base_link x), nor pixels 4 image pixels wide (1.9 m at 28 m here) skip columns at range."""
+    stem, cam = _stem(), _forward_camera()
+    visible = stem.frustum(cam).visible[0, 0].bool()
+    rows = torch.nonzero(visible[:, _cell_of(0.0, 0.0)[1]]).flatten()
+    assert len(rows) > 50 and rows.tolist() == list(range(int(rows[0]), int(rows[-1]) + 1))
+    for r in rows.tolist():  # across each row, the view is one unbroken span
+        cols = torch.nonzero(visible[r]).flatten().tolist()
+        assert cols == list(range(cols[0], cols[-1] + 1)), r
 
 
 def test_a_nearer_depth_lands_nearer_along_the_same_ray():
@@ -128,6 +144,6 @@ def test_a_depth_lift_model_learns_the_depth_of_lidar_points(tiny_shards):
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[0] > 2.0  # about log(24) at the start
     assert losses[-1] < 0.6 * losses[0]
