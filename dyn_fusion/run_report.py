@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusion_core.atomic_files import atomic_write_text
 from fusion_core.boxes import BOX_DIM, CLASS_NAMES
 from fusion_core.metrics.average_precision import DetectionEvaluator
 from fusion_core.metrics.model_eval import in_region
@@ -73,6 +74,10 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
     """``live``: header stamps are wall time (a simulator run), so stamp -> publish latency is
     meaningful; a replayed bag's stamps are the recording's, so only receive -> publish is.
     ``partial``: why the run did not end normally (the report then says so first)."""
+    missing = [n for n in ("frames.jsonl", "ledger.json", "drops.json") if not (run_dir / n).is_file()]
+    if missing:  # written whole or not at all (fusion_core.atomic_files): a failed write leaves none
+        lack = f"the run record lacks {', '.join(missing)} (see logs/energy_monitor.log)"
+        partial = lack if partial is None else f"{partial}; {lack}"
     frames = _read_jsonl(run_dir / "frames.jsonl")
     truth = _read_jsonl(run_dir / "ground_truth.jsonl")
     ledger = json.loads((run_dir / "ledger.json").read_text()) if (run_dir / "ledger.json").is_file() else {}
@@ -176,6 +181,6 @@ def report_markdown(r: RunReport, title: str) -> str:
 def write_report(run_dir: Path, grid: BevGridConfig, title: str, live: bool = True,
                  partial: str | None = None) -> RunReport:
     report = build_report(run_dir, grid, live=live, partial=partial)
-    (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    (run_dir / "report.md").write_text(report_markdown(report, title))
+    atomic_write_text(run_dir / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
+    atomic_write_text(run_dir / "report.md", report_markdown(report, title))
     return report

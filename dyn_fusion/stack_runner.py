@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusion_core.atomic_files import atomic_write_text
 from ros_nodes.node_params import check_params_file
 from ros_nodes.node_plan import STACKS, NodeSpec, node_command, params_file, stack_plan
 from ros_nodes.ros_io import isolated_domain_env
@@ -89,7 +90,7 @@ def write_node_usage(procs: list[_Proc], path: Path) -> None:
     """``nodes.json``: per node CPU seconds, wall seconds and CPU share (1.0 = one core busy all
     the time) over the run phase (every node started, until just before it was asked to stop),
     and its exit code."""
-    path.write_text(json.dumps({p.spec.name: {
+    atomic_write_text(path, json.dumps({p.spec.name: {
         "cpu_s": None if p.cpu_s is None else round(p.cpu_s, 3), "wall_s": round(p.wall_s, 3),
         "cpu_share": None if p.cpu_s is None or p.wall_s <= 0 else round(p.cpu_s / p.wall_s, 4),
         "exit_code": p.popen.returncode} for p in procs}, indent=2) + "\n")

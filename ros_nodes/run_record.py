@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusion_core.atomic_files import atomic_write_text, atomic_writer
 from fusion_core.boxes import (
     CLASS_NAMES,
     empty_boxes,
@@ -173,8 +174,8 @@ class RunRecorder:
         ledger = self.ledger()
         if ledger.n_frames:
             ledger.write_csv(folder / "ledger.csv")
-        (folder / "ledger.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
-        with open(folder / "frames.jsonl", "w") as f:
+        atomic_write_text(folder / "ledger.json", json.dumps(self.summary(), indent=2) + "\n")
+        with atomic_writer(folder / "frames.jsonl") as f:
             for stamp in sorted(self.frames):
                 r = self.frames[stamp]
                 boxes = self.detections.get(stamp)
@@ -188,11 +189,11 @@ class RunRecorder:
                     "sensor_j": r.energy.sensor_total_j, "sensors_on": sorted(r.energy.sensor_j),
                     "detections": None if boxes is None else np.asarray(boxes, float).round(4).tolist(),
                 }) + "\n")
-        with open(folder / "ground_truth.jsonl", "w") as f:
+        with atomic_writer(folder / "ground_truth.jsonl") as f:
             for stamp in sorted(self.ground_truth):
                 f.write(json.dumps({"stamp_ns": stamp, "condition": self.conditions.get(stamp),
                                     "boxes": np.asarray(self.ground_truth[stamp], float).round(4).tolist()}) + "\n")
-        (folder / "drops.json").write_text(json.dumps({
+        atomic_write_text(folder / "drops.json", json.dumps({
             "fusion_node": self.drops, "fusion_node_received": self.received, "fusion_node_topics": self.role_topics,
             "source_node": self.source_node, "source_published": self.source_published,
             "source_error": self.source_error,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusion_core.atomic_files import atomic_writer
 from fusion_core.energy.profile import DeviceProfile, SensorPower
 
 SENSOR_PREFIX = "sensor:"
@@ -174,7 +175,7 @@ class EnergyLedger:
         frame lacks it), ``latency_ms`` and ``measured_j`` (empty when not measured). Floats are
         written with ``repr`` so reading them back gives the same numbers."""
         columns = self.components()
-        with open(path, "w", newline="") as fh:
+        with atomic_writer(path, newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["frame", *columns, "latency_ms", "measured_j"])
             for i, frame in enumerate(self.frames):
