@@ -191,7 +191,7 @@ def _evaluate(args) -> int:
     result = run(main_source, "all sensors" if args.sensors is None else "+".join(args.sensors))
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data),
               "sensors": list(args.sensors or DETECTION_SENSORS), "min_visibility": min_visibility,
-              **result.to_json(pr_curve_points=21)}
+              "source_drops": source_drops(data), **result.to_json(pr_curve_points=21)}
     single = {}
     if args.single_sensors:
         single = {s: run(SensorSubset(data, (s,)), f"{s} alone") for s in DETECTION_SENSORS}
@@ -228,6 +228,13 @@ def _evaluate(args) -> int:
         print(f"plots: {args.plots}")
     print(f"results: {args.json}")
     return 0
+
+
+def source_drops(data) -> dict[str, int]:
+    """What a bag source left out while reading, as "<sensor>:<cause>" -> count (the keys of a
+    replay report's drops; empty for shard data, which has nothing to drop)."""
+    drops = getattr(data, "drops", None) or {}
+    return {f"{sensor}:{cause}": int(n) for (sensor, cause), n in sorted(drops.items())}
 
 
 def _static_cost(model, data):

@@ -169,8 +169,10 @@ def compare_command(args) -> int:
         print(f"{mode.label:18s} mAP {e.mean_ap() or 0:.3f}  compute {1e3 * e.cost['all'].compute_j_per_frame:7.2f} mJ/frame"
               f"  {e.cost['all'].latency_ms_median:6.1f} ms/frame")
     args.out.mkdir(parents=True, exist_ok=True)
+    from dyn_fusion.cli import source_drops
+
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
-              "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
+              "source_drops": source_drops(data), "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "cost_table_flops": table.to_json(),
               "modes": [{"settings": vars(m.settings), **e.to_json()} for m, e in zip(modes, evaluations)]}
     oracles = [e for e in evaluations if e.label.startswith("oracle")]
@@ -216,8 +218,10 @@ def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     _report_deadline(fusion)
     evaluation = evaluate_dynamic(fusion, data, mode_label(settings), profile, frames=frames, dropout_frames=dropout_frames,
                                   min_visibility=min_visibility)
+    from dyn_fusion.cli import source_drops
+
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
-              "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
+              "source_drops": source_drops(data), "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "min_visibility": min_visibility, "settings": vars(settings),
               **evaluation.to_json()}
     args.json.parent.mkdir(parents=True, exist_ok=True)

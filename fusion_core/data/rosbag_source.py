@@ -59,6 +59,7 @@ from fusion_core.data.geometry import rotate_vectors, transform_points
 from fusion_core.data.intrinsics import PinholeIntrinsics
 from fusion_core.data.ros_types import ros2_typestore
 from fusion_core.data.sample import CameraGeometry, FusionSample
+from fusion_core.config_io import ConfigError
 from fusion_core.data.static_tf import StaticTfError, StaticTfTree
 from fusion_core.data.topic_mapping import TopicMapping
 from fusion_core.vocabulary import (
@@ -135,6 +136,11 @@ def _custom_data(path: Path) -> dict[str, str]:
         return {str(k): str(v) for k, v in (info.get("custom_data") or {}).items()}
     except (yaml.YAMLError, KeyError, TypeError, AttributeError):
         return {}  # AnyReader reports a damaged metadata file itself
+
+
+class DamagedBagError(ConfigError):
+    """The bag's files are damaged or contradict themselves (a cut MCAP, metadata naming the wrong
+    type): one line naming the bag and the reader's reason."""
 
 
 @dataclass
@@ -225,7 +231,7 @@ class RosbagSource(Sequence[FusionSample]):
         self._attach_camera_geometry()
         ref = self._streams.get(m.reference_sensor)
         if ref is None or not ref.entries:
-            raise ValueError(f"{self.path}: no message on the reference topic {m.sensor_topic(m.reference_sensor)!r} "
+            raise ConfigError(f"{self.path}: no message on the reference topic {m.sensor_topic(m.reference_sensor)!r} "
                              f"(reference_sensor: {m.reference_sensor})")
         self.stamps_ns: np.ndarray = ref.stamps
         self.time_origin_ns = int(self.custom_data.get("dyn_fusion.epoch_ns", 0))
@@ -238,6 +244,16 @@ class RosbagSource(Sequence[FusionSample]):
 
     # ------------------------------------------------------------------ indexing (one pass)
     def _read(self, roles: dict[str, list[str]], tf_messages: list) -> None:
+        try:
+            self._read_all(roles, tf_messages)
+        except (ConfigError, StaticTfError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - rosbags raises several types for one cause: damage
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise DamagedBagError(f"{self.path}: rosbags cannot read this bag ({reason}); `dyn-fusion replay` "
+                                  f"salvages what it can") from None
+
+    def _read_all(self, roles: dict[str, list[str]], tf_messages: list) -> None:
         with AnyReader([self.path], default_typestore=fallback_typestore()) as reader:
             complete_typestore(reader)
             conns = [c for c in reader.connections if c.topic in roles]
