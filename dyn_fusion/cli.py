@@ -1,8 +1,8 @@
-"""The ``dyn-fusion`` command.
+"""dyn-fusion: dynamic multi-modal sensor fusion: simulate, train, evaluate, and run the ROS 2 stack.
 
     dyn-fusion simulate --scenario configs/scenarios/fog.yaml --frames 300 --out runs/fog.bag
     dyn-fusion preview  --scenario fog --out preview.png
-    dyn-fusion demo     --out runs/latest          # what `make run` calls
+    dyn-fusion demo     --out runs/demo            # simulator only: bag, summary, preview
     dyn-fusion make-dataset --recipe configs/datasets/train.yaml --out data/train
     dyn-fusion train    --config configs/train/default.yaml --data DATA --out runs/train
     dyn-fusion evaluate --checkpoint models/default.pt --data DATA --json eval.json --plots plots/
@@ -55,7 +55,8 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dyn-fusion", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="dyn-fusion", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="simulate a scenario into a rosbag2 (MCAP) or training shards")
@@ -80,10 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames to simulate; the last is shown, IMU traces cover all (default 30)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
 
-    p = sub.add_parser("demo", help="the main job: simulate the default scenario to a bag, summary and preview")
+    p = sub.add_parser("demo", help="simulator only: the default scenario to a bag, a summary and a preview")
     _add_scenario_args(p)
     p.add_argument("--frames", type=_positive_int, default=None, help="frames (default: the scenario's)")
-    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="run folder (default runs/latest)")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo; runs/latest is make run's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
     p = sub.add_parser("train", help="train the fusion detector on shards or bags")
