@@ -153,7 +153,7 @@ def run_stack(run: StackRun, echo=print) -> dict[str, int]:
         err.started = started
         raise
     except KeyboardInterrupt:
-        # the finally clause below has stopped every node by the time this is raised
+        # the finally clause below stops every node before this reaches the caller
         err = StackInterrupted("interrupted (SIGINT or SIGTERM)")
         err.started = started
         raise err from None
