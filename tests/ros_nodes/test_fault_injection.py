@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from rosbags.highlevel import AnyReader
 
 from tests.fault_injection import MUTATIONS, agreement, mutate, run_evaluate, run_replay
 from tests.ros_nodes.dds import REPO
@@ -30,11 +31,16 @@ def test_every_mutation_is_known_and_seeded(good_bag, tmp_path):
     for name in MUTATIONS:
         a = mutate(good_bag, tmp_path / f"{name}_a", name, seed=3)
         b = mutate(good_bag, tmp_path / f"{name}_b", name, seed=3)
-        files_a = sorted(p.name for p in a.iterdir())
-        assert files_a == sorted(p.name for p in b.iterdir()), name
-        for f in files_a:
-            if f.endswith(".mcap"):
-                assert (a / f).read_bytes() == (b / f).read_bytes(), name
+        assert _messages(a) == _messages(b), name
+
+
+def _messages(bag):
+    """(topic, log time, raw bytes) of every message, or the reader's refusal of a damaged bag."""
+    try:
+        with AnyReader([bag]) as reader:
+            return [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".replace(str(bag), "BAG")
 
 
 @pytest.mark.parametrize("name", CI_CASES)

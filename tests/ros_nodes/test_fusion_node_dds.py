@@ -38,6 +38,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from fusion_core.data import topics as T
 from fusion_core.data.static_tf import save_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
+from fusion_core.vocabulary import NO_RETURNS
 from ros_nodes import ros_io
 from ros_nodes.fusion_node import DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC
 from ros_nodes.fusion_pipeline import subscribed_topics
@@ -351,8 +352,9 @@ def test_frames_around_bad_sensor_messages_are_fused_without_that_sensor(malform
     assert set(absent.pop(RGB_BAD)) == {"rgb"} and out.health[stamps[RGB_BAD]]["absent:rgb"].startswith("sync:")
     assert set(absent.pop(DEPTH_BAD)) == {"depth"}
     assert "lost depth (sync:" in out.health[stamps[DEPTH_BAD]]["message"]
-    # NaN points are removed and the rest of the scan used; NaN depth pixels are "no measurement";
-    # an empty cloud is a scan without returns, not a missing scan
+    # an empty cloud is a LiDAR that returned nothing: absent (no_returns), so no gate routes to it
+    assert absent.pop(EMPTY_FRAME) == {"lidar": NO_RETURNS}
+    # NaN points are removed and the rest of the scan used; NaN depth pixels are "no measurement"
     assert all(not a for a in absent.values()), absent
     assert int(out.frame[stamps[NAN_FRAME]]["detections"]) > 0
 
