@@ -52,7 +52,9 @@ class ParamSection:
     skip: tuple[str, ...] = ()
 
     def parameters(self) -> dict[str, tuple[type, str]]:
-        """Declared parameter name -> (config class, field name)."""
+        """Declared parameter name -> (config class, field name): every field but ``skip``,
+        nested configs and fields whose default is None. The one definition of what a node
+        declares (``declare_section``) and what ``check_parameter`` accepts."""
         names = parameter_names(type(self.defaults))
         out = {}
         for f in dataclasses.fields(self.defaults):
@@ -156,19 +158,14 @@ def ros_value_text(value: Any) -> str:
 
 def declare_section(node: Node, prefix: str, defaults: Any, skip: tuple[str, ...] = ()) -> None:
     """Declare ``prefix.<field>`` for every field of the dataclass instance ``defaults`` except
-    those in ``skip`` (fields the node sets itself)."""
-    names = parameter_names(type(defaults))
-    for f in dataclasses.fields(defaults):
-        if f.name in skip:
-            continue
-        value = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(value) or value is None:
-            continue  # nested configs and optional fields stay at their defaults
-        default = _ros_default(value)
+    those in ``skip`` (fields the node sets itself), nested configs and optional fields (they
+    stay at their defaults): the parameters of ``ParamSection(prefix, defaults, skip)``."""
+    docs = {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(defaults)}
+    for name, (_cls, field_name) in ParamSection(prefix, defaults, skip).parameters().items():
+        default = _ros_default(getattr(defaults, field_name))
         # dynamic typing lets "1" set a float field; rclpy refuses it with a declared-by-type default
         dynamic = not isinstance(default, Parameter.Type)
-        node.declare_parameter(f"{prefix}.{names[f.name]}", default,
-                               ParameterDescriptor(description=f.metadata.get("doc", ""), dynamic_typing=dynamic))
+        node.declare_parameter(name, default, ParameterDescriptor(description=docs[field_name], dynamic_typing=dynamic))
 
 
 def read_section(node: Node, prefix: str, cls: type[T], defaults: Any | None = None) -> T:
