@@ -45,8 +45,6 @@ class Frustum:
 class DepthLiftStem(nn.Module):
     """(B, 3, H, W) images -> (B, C, H_bev, W_bev) BEV features, and (B, D, H/4, W/4) depth logits."""
 
-    predicts_depth = True
-
     def __init__(self, grid: BevGridConfig, image_channels: int, out_channels: int, depth_bins: int,
                  depth_min_m: float, depth_max_m: float, context_channels: int, refine: bool = True):
         super().__init__()
@@ -134,8 +132,9 @@ class DepthLiftStem(nn.Module):
         return geo
 
     # ------------------------------------------------------------------ forward
-    def lift_splat(self, rgb: torch.Tensor, camera: CameraGeometry) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, H_bev, W_bev) BEV features and (B, D, Hf, Wf) depth logits."""
+    def encode(self, rgb: torch.Tensor, camera: CameraGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, H_bev, W_bev) BEV features and (B, D, Hf, Wf) depth logits (the camera stems'
+        interface: ``RgbStem.encode`` has no depth to give)."""
         b = rgb.shape[0]
         geo = self.frustum(camera)
         feats = self.cnn(rgb)
@@ -168,7 +167,7 @@ class DepthLiftStem(nn.Module):
         return bev.permute(0, 2, 1).reshape(b, c, h, w)
 
     def forward(self, rgb: torch.Tensor, camera: CameraGeometry) -> torch.Tensor:
-        return self.lift_splat(rgb, camera)[0]
+        return self.encode(rgb, camera)[0]
 
     # ------------------------------------------------------------------ supervision
     def depth_targets(self, xyz: torch.Tensor, frame: torch.Tensor, batch_size: int,

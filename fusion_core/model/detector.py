@@ -100,10 +100,8 @@ class FusionDetector(nn.Module):
                 continue
             self.calls[stem_component(sensor)] += 1
             stem = self.stems[sensor]
-            if sensor == "rgb" and getattr(stem, "predicts_depth", False):
-                out[sensor], depth_logits = stem.lift_splat(inputs.rgb, inputs.rgb_camera)
-            elif sensor == "rgb":
-                out[sensor] = stem(inputs.rgb, inputs.rgb_camera)
+            if sensor == "rgb":
+                out[sensor], depth_logits = stem.encode(inputs.rgb, inputs.rgb_camera)
             else:
                 out[sensor] = stem(getattr(inputs, sensor), b)
         return out, depth_logits

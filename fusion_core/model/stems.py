@@ -103,6 +103,10 @@ class RgbStem(nn.Module):
         self._lift_cache[camera] = (sample, mask)
         return sample, mask
 
+    def encode(self, rgb: torch.Tensor, camera: CameraGeometry) -> tuple[torch.Tensor, None]:
+        """The camera stems' interface (see ``DepthLiftStem.encode``): no depth is predicted here."""
+        return self(rgb, camera), None
+
     def forward(self, rgb: torch.Tensor, camera: CameraGeometry) -> torch.Tensor:
         b = rgb.shape[0]
         h, w = self.grid.head_shape
