@@ -178,7 +178,10 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def parse_yaml(text: str, where: str) -> Any:
-    """:func:`read_yaml` for text already read; ``where`` names it in errors."""
+    """:func:`read_yaml` for text already read; ``where`` names it in errors. The nesting is
+    checked on the parser's events (the composer recurses once per level, and a RecursionError
+    thousands of levels down is slow), then the node graph is composed (aliases share nodes
+    there, nothing is expanded yet), measured, and only then constructed into Python values."""
     try:
         depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
@@ -188,14 +191,18 @@ def parse_yaml(text: str, where: str) -> Any:
                     raise ConfigError(f"{where}: YAML nested deeper than {MAX_YAML_DEPTH} levels")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
-        root = yaml.compose(text, Loader=yaml.SafeLoader)  # aliases share nodes here: no expansion yet
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None
+            if _expanded_size(root, {}) > MAX_YAML_NODES:
+                raise ConfigError(f"{where}: YAML aliases expand to more than {MAX_YAML_NODES} values (an anchor bomb?)")
+            return loader.construct_document(root)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if root is None:
-        return None
-    if _expanded_size(root, {}) > MAX_YAML_NODES:
-        raise ConfigError(f"{where}: YAML aliases expand to more than {MAX_YAML_NODES} values (an anchor bomb?)")
-    return yaml.safe_load(text)
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
