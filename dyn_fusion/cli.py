@@ -162,7 +162,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from fusion_core.data.open_source import open_source
+    from fusion_core.data.open_source import open_source, source_drops
     from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY
     from fusion_core.evaluation.report import exits_table, single_sensor_table
     from fusion_core.metrics.model_eval import SensorSubset, evaluate_model
@@ -229,13 +229,6 @@ def _evaluate(args) -> int:
         print(f"plots: {args.plots}")
     print(f"results: {args.json}")
     return 0
-
-
-def source_drops(data) -> dict[str, int]:
-    """What a bag source left out while reading, as "<sensor>:<cause>" -> count (the keys of a
-    replay report's drops; empty for shard data, which has nothing to drop)."""
-    drops = getattr(data, "drops", None) or {}
-    return {f"{sensor}:{cause}": int(n) for (sensor, cause), n in sorted(drops.items())}
 
 
 def _static_cost(model, data):

@@ -122,7 +122,7 @@ def train_gates_command(args) -> int:
 
 
 def compare_command(args) -> int:
-    from fusion_core.data.open_source import open_source, spread_indices
+    from fusion_core.data.open_source import open_source, source_drops, spread_indices
     from fusion_core.energy.profile import load_device_profile
     from fusion_core.evaluation.compare import (
         compare_markdown,
@@ -169,8 +169,6 @@ def compare_command(args) -> int:
         print(f"{mode.label:18s} mAP {e.mean_ap() or 0:.3f}  compute {1e3 * e.cost['all'].compute_j_per_frame:7.2f} mJ/frame"
               f"  {e.cost['all'].latency_ms_median:6.1f} ms/frame")
     args.out.mkdir(parents=True, exist_ok=True)
-    from dyn_fusion.cli import source_drops
-
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
               "source_drops": source_drops(data), "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "cost_table_flops": table.to_json(),
@@ -196,6 +194,7 @@ def compare_command(args) -> int:
 def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     """``dyn-fusion evaluate --gate MODE [--k --gamma --lam] [--exit-policy ...]``: one mode frame
     by frame (batch 1, as on the robot): mAP per condition, joules and ms per frame, usage."""
+    from fusion_core.data.open_source import source_drops
     from fusion_core.energy.profile import load_device_profile
     from fusion_core.evaluation.compare import (
         compare_markdown,
@@ -218,8 +217,6 @@ def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     _report_deadline(fusion)
     evaluation = evaluate_dynamic(fusion, data, mode_label(settings), profile, frames=frames, dropout_frames=dropout_frames,
                                   min_visibility=min_visibility)
-    from dyn_fusion.cli import source_drops
-
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
               "source_drops": source_drops(data), "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "min_visibility": min_visibility, "settings": vars(settings),

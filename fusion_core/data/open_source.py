@@ -107,6 +107,13 @@ class FrameSubset(Sequence):
         return out
 
 
+def source_drops(data) -> dict[str, int]:
+    """What a bag source left out while reading, as "<sensor>:<cause>" -> count (the keys of a
+    replay report's drops; empty for shard data, which has nothing to drop)."""
+    drops = getattr(data, "drops", None) or {}
+    return {f"{sensor}:{cause}": int(n) for (sensor, cause), n in sorted(drops.items())}
+
+
 def spread_indices(n_total: int, n: int | None) -> list[int]:
     """Up to ``n`` frame indices spread evenly over ``range(n_total)``, ascending (all of them
     when ``n`` is None or not smaller): every run and condition of a collection is represented."""
