@@ -120,9 +120,9 @@ class DepthLiftStem(nn.Module):
         visible[cell] = 1.0
         # Ground depth: camera z where base_link z reaches 0 along the pixel's central ray (none
         # above the horizon).
-        centre = (torch.arange(wf) * n_u + n_u // 2) if n_u % 2 else None
-        dirs = dirs[:, centre] if centre is not None else 0.5 * (dirs[:, n_u // 2 - 1::n_u] + dirs[:, n_u // 2::n_u])
-        dz = dirs[..., 2]
+        cv, cu = torch.meshgrid(v, torch.arange(wf, dtype=torch.float64) * IMAGE_STRIDE + (IMAGE_STRIDE - 1) / 2,
+                                indexing="ij")
+        dz = torch.stack([(cu - camera.cx) / camera.fx, (cv - camera.cy) / camera.fy, torch.ones_like(cu)], -1) @ rot[2]
         ground = torch.where(dz < -1e-6, -origin[2] / dz.clamp(max=-1e-6), torch.zeros_like(dz))
         geo = Frustum(cell=cell, point=point, pixel=point % (hf * wf), share=share,
                       ray_ground_m=(ground.clamp(max=120.0) / 60.0).float()[None, None],
