@@ -162,7 +162,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from fusion_core.data.open_source import open_source, source_drops
+    from fusion_core.data.open_source import open_source, source_drops, source_error, source_error_note
     from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY
     from fusion_core.evaluation.report import exits_table, single_sensor_table
     from fusion_core.metrics.model_eval import SensorSubset, evaluate_model
@@ -192,7 +192,8 @@ def _evaluate(args) -> int:
     result = run(main_source, "all sensors" if args.sensors is None else "+".join(args.sensors))
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data),
               "sensors": list(args.sensors or DETECTION_SENSORS), "min_visibility": min_visibility,
-              "source_drops": source_drops(data), **result.to_json(pr_curve_points=21)}
+              "source_drops": source_drops(data), "source_error": source_error(data),
+              **result.to_json(pr_curve_points=21)}
     single = {}
     if args.single_sensors:
         single = {s: run(SensorSubset(data, (s,)), f"{s} alone") for s in DETECTION_SENSORS}
@@ -210,7 +211,7 @@ def _evaluate(args) -> int:
     if single:
         tables.append("Last-exit mAP with one detection sensor alone (IMU kept; best per row in bold):\n\n"
                       + single_sensor_table(single))
-    text = "\n\n".join(tables) + "\n"
+    text = source_error_note(data) + "\n\n".join(tables) + "\n"
     print("\n" + text)
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

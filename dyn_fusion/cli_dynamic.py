@@ -122,7 +122,7 @@ def train_gates_command(args) -> int:
 
 
 def compare_command(args) -> int:
-    from fusion_core.data.open_source import open_source, source_drops, spread_indices
+    from fusion_core.data.open_source import open_source, source_drops, source_error, source_error_note, spread_indices
     from fusion_core.energy.profile import load_device_profile
     from fusion_core.evaluation.compare import (
         compare_markdown,
@@ -170,7 +170,8 @@ def compare_command(args) -> int:
               f"  {e.cost['all'].latency_ms_median:6.1f} ms/frame")
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
-              "source_drops": source_drops(data), "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
+              "source_drops": source_drops(data), "source_error": source_error(data), "profile": profile.name,
+              "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "cost_table_flops": table.to_json(),
               "modes": [{"settings": vars(m.settings), **e.to_json()} for m, e in zip(modes, evaluations)]}
     oracles = [e for e in evaluations if e.label.startswith("oracle")]
@@ -178,7 +179,7 @@ def compare_command(args) -> int:
         report["oracle_energy_at_equal_map_j"] = {e.label: energy_at_equal_map(e, oracles) for e in evaluations
                                                   if not e.label.startswith("oracle")}
     (args.out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
-    markdown = compare_markdown(evaluations, profile.name)
+    markdown = source_error_note(data) + compare_markdown(evaluations, profile.name)
     (args.out / "compare.md").write_text(markdown)
     plot_pareto(evaluations, args.out / "pareto.png", profile.name)
     for e in evaluations:
@@ -194,7 +195,7 @@ def compare_command(args) -> int:
 def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     """``dyn-fusion evaluate --gate MODE [--k --gamma --lam] [--exit-policy ...]``: one mode frame
     by frame (batch 1, as on the robot): mAP per condition, joules and ms per frame, usage."""
-    from fusion_core.data.open_source import source_drops
+    from fusion_core.data.open_source import source_drops, source_error, source_error_note
     from fusion_core.energy.profile import load_device_profile
     from fusion_core.evaluation.compare import (
         compare_markdown,
@@ -218,12 +219,13 @@ def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     evaluation = evaluate_dynamic(fusion, data, mode_label(settings), profile, frames=frames, dropout_frames=dropout_frames,
                                   min_visibility=min_visibility)
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
-              "source_drops": source_drops(data), "profile": profile.name, "exit_policy": exit_settings.policy, "n_frames": len(frames),
+              "source_drops": source_drops(data), "source_error": source_error(data), "profile": profile.name,
+              "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "min_visibility": min_visibility, "settings": vars(settings),
               **evaluation.to_json()}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
-    markdown = compare_markdown([evaluation], profile.name)
+    markdown = source_error_note(data) + compare_markdown([evaluation], profile.name)
     print("\n" + markdown)
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -205,15 +205,21 @@ def _consumed_topics(mapping) -> str:
 
 def _check_mapping_meets_bag(bag: Path, mapping, mapping_path: Path) -> None:
     """ConfigError when no sensor topic of the mapping is in the bag (the replay would fuse
-    nothing and say only "0 frames"). A bag rosbags cannot open is left to the player's salvage."""
+    nothing and say only "0 frames"). A bag rosbags cannot open is left to the player's salvage,
+    unless not one message can be salvaged: then it is the one-line error evaluate gives too."""
     from rosbags.highlevel import AnyReader
 
+    from fusion_core.data.bag_salvage import BagReadError, salvage
     from fusion_core.vocabulary import SENSORS
 
     try:
         with AnyReader([bag]) as reader:
             in_bag = {c.topic: c.msgtype for c in reader.connections}
-    except Exception:
+    except Exception as refusal:  # AnyReader wraps storage errors in several types
+        try:  # the salvage ends with BagReadError, so it raises at once only when it has nothing
+            next(salvage(bag, f"{type(refusal).__name__}: {refusal}"))
+        except BagReadError as exc:
+            raise ConfigError(f"nothing to replay: {exc}") from None
         return
     mapped = {s: mapping.sensor_topic(s) for s in SENSORS if mapping.sensor_topic(s)}
     if not any(t in in_bag for t in mapped.values()):

@@ -25,7 +25,7 @@ Skip reasons, decided once per topic (``skip_reasons``) unless noted:
     conversion    per message: ros1_to_cdr failed on its bytes
 
 Damage: when AnyReader refuses a rosbag2 bag (a cut MCAP file, a db3 with a damaged tail) the
-storage files are read front to back by :mod:`ros_nodes.bag_salvage` (``salvage_reason`` says
+storage files are read front to back by :mod:`fusion_core.data.bag_salvage` (``salvage_reason`` says
 why); the recorded definitions are not checked on that path, and order is by chunk (MCAP) or by
 insertion (sqlite3), which recorders keep in time order. Whatever stops reading early (damage
 found while salvaging, or an error in the middle of a bag AnyReader opened) ends the stream with
@@ -45,14 +45,15 @@ from rosbags.interfaces import ConnectionExtRosbag1, QosDurability
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from fusion_core.data.rosbag_source import complete_typestore, fallback_typestore
-from ros_nodes.bag_salvage import (
+from fusion_core.data.bag_salvage import (
+    BagReadError,
     SalvagedMessage,
-    SalvageStopped,
     latched_from_qos_yaml,
-    salvage_mcap,
-    salvage_sqlite,
+    salvage,
+    stopped_reading,
+    storage_files,
 )
+from fusion_core.data.rosbag_source import complete_typestore, fallback_typestore
 
 # Types published with sensor-data QoS (best effort); everything else is reliable.
 SENSOR_TYPES = frozenset({
@@ -62,10 +63,6 @@ SENSOR_TYPES = frozenset({
 _HEADER = "std_msgs/msg/Header"
 # One-byte integers share a wire layout whatever their name: ROS 1 ``byte`` is int8, ROS 2 octet.
 _ONE_BYTE = frozenset({"byte", "char", "int8", "uint8", "octet"})
-
-
-class BagReadError(RuntimeError):
-    """A bag that cannot be read, or reading that stopped early; the message says where and why."""
 
 
 def ros2_type_name(name: str) -> str:
@@ -139,17 +136,6 @@ def _latched(ext: Any) -> bool:
     return any(q.durability == QosDurability.TRANSIENT_LOCAL for q in getattr(ext, "offered_qos_profiles", ()))
 
 
-def _storage_files(path: Path) -> tuple[str, list[Path]]:
-    """('mcap' | 'sqlite3' | '', files) of a rosbag2 directory or a single storage file."""
-    if path.is_dir():
-        for kind, pattern in (("mcap", "*.mcap"), ("sqlite3", "*.db3")):
-            files = sorted(path.glob(pattern))
-            if files:
-                return kind, files
-        return "", []
-    return {".mcap": ("mcap", [path]), ".db3": ("sqlite3", [path])}.get(path.suffix, ("", []))
-
-
 def _metadata_topics(path: Path) -> dict[str, TopicInfo]:
     """Topics listed in a rosbag2 ``metadata.yaml`` ({} when it is missing or unreadable)."""
     meta = path / "metadata.yaml" if path.is_dir() else None
@@ -190,7 +176,6 @@ class BagMessages:
         self.salvage_reason: str | None = None
         self.is_ros1 = False
         self._reader: AnyReader | None = None
-        self._salvage: tuple[str, list[Path]] = ("", [])  # storage kind and files read front to back
         self._recorded: Typestore | None = None   # definitions the bytes follow (None: unchecked)
         self._types: dict[str, str] = {}          # topic -> type it is played with
 
@@ -202,11 +187,9 @@ class BagMessages:
         try:
             reader.open()
         except Exception as exc:  # AnyReader wraps storage errors in several types
-            kind, files = _storage_files(self.path)
-            if not files:
+            if not storage_files(self.path)[1]:
                 raise BagReadError(f"{self.path}: cannot be read: {exc}") from None
             self.salvage_reason = f"{type(exc).__name__}: {exc}"
-            self._salvage = (kind, files)
             self.topics = _metadata_topics(self.path)
             return self
         self._reader = reader
@@ -235,25 +218,12 @@ class BagMessages:
                 count, last_ns = count + 1, log_ns
                 yield self._message(log_ns, conn.topic, ros2_type_name(conn.msgtype), raw)
         except Exception as exc:  # any storage or decompression error ends the bag here
-            where = "before the first message" if last_ns is None else \
-                f"after {count} messages (last log time {last_ns} ns)"
-            raise BagReadError(f"{self.path}: reading stopped {where}: {type(exc).__name__}: {exc}") from None
+            raise stopped_reading(self.path, count, last_ns, exc) from None
 
     def _salvaged(self) -> Iterator[BagMessage]:
-        kind, files = self._salvage
-        read = salvage_mcap if kind == "mcap" else salvage_sqlite
-        count = 0
-        try:
-            for file in files:
-                for m in read(file):
-                    count += 1
-                    self._note_topic(m)
-                    yield self._message(m.log_ns, m.topic, ros2_type_name(m.msgtype), m.data)
-        except SalvageStopped as exc:
-            raise BagReadError(f"{self.path}: the bag is damaged ({self.salvage_reason}); read {count} messages "
-                               f"front to back, then {exc}") from None
-        raise BagReadError(f"{self.path}: the bag is damaged ({self.salvage_reason}); read all {count} messages "
-                           f"front to back to the regular end of its storage")
+        for m in salvage(self.path, self.salvage_reason):  # ends with BagReadError: where and why
+            self._note_topic(m)
+            yield self._message(m.log_ns, m.topic, ros2_type_name(m.msgtype), m.data)
 
     def _note_topic(self, m: SalvagedMessage) -> None:
         if m.topic not in self.topics:

@@ -5,8 +5,9 @@ A mutation takes the messages of a bag (topic, type, log time, deserialised mess
 them, or damages the written files (truncation, metadata). Every case must end with either rc 0
 and what was left out counted, or rc != 0 and a one-line error; never a traceback, and replay
 must always leave a report. Where both commands read the bag, they must agree on the frames
-made and on the messages dropped for bad content (decode errors, non-finite points, stamps out
-of order). Used by tests/ros_nodes/test_fault_injection.py (a few seeded cases in CI) and
+made, on the messages dropped for bad content (decode errors, non-finite points, stamps out
+of order) and on where reading stopped when the storage is damaged (both salvage what precedes
+the damage and report the same ``source_error``). Used by tests/ros_nodes/test_fault_injection.py (a few seeded cases in CI) and
 benchmarks/fault_injection.py (every mutation over several seeds; the count goes in the README).
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Mutation:
     name: str
     apply: Callable[[list[Message], np.random.Generator], None] | None = None  # messages, in place
     damage_files: Callable[[Path, np.random.Generator], None] | None = None    # the written bag folder
+    storage: StoragePlugin = StoragePlugin.MCAP  # the storage of the damaged bag (not MCAP: the bag is rewritten)
 
 
 def _pick(messages: list[Message], topic: str, rng: np.random.Generator, share: float = 0.3) -> list[int]:
@@ -133,6 +135,14 @@ def _truncate_file(fraction: float):
     return damage
 
 
+def _overwrite_db3_tail(bag: Path, rng: np.random.Generator) -> None:
+    """The last third of the sqlite3 file overwritten (a recorder killed while sqlite rewrote pages)."""
+    db = next(bag.glob("*.db3"))
+    data = db.read_bytes()
+    keep = len(data) * 2 // 3
+    db.write_bytes(data[:keep] + b"\xff" * (len(data) - keep))
+
+
 def _metadata(kind: str):
     def damage(bag: Path, rng: np.random.Generator) -> None:
         meta = bag / "metadata.yaml"
@@ -168,6 +178,8 @@ MUTATIONS: dict[str, Mutation] = {m.name: m for m in [
     Mutation("lidar_stamps_jittered", _stamps("jittered")),
     Mutation("bag_cut_at_50_percent", damage_files=_truncate_file(0.5)),
     Mutation("bag_cut_at_90_percent", damage_files=_truncate_file(0.9)),
+    Mutation("bag_storage_emptied", damage_files=_truncate_file(0.0)),
+    Mutation("db3_tail_overwritten", damage_files=_overwrite_db3_tail, storage=StoragePlugin.SQLITE3),
     Mutation("metadata_omits_lidar", damage_files=_metadata("omitted")),
     Mutation("metadata_lies_about_lidar", damage_files=_metadata("lies")),
 ]}
@@ -177,15 +189,16 @@ def mutate(src: Path, dst: Path, name: str, seed: int) -> Path:
     """A copy of bag ``src`` at ``dst`` with mutation ``name`` applied (seeded)."""
     mutation = MUTATIONS[name]
     rng = np.random.default_rng(seed)
-    if mutation.apply is None:
+    if mutation.apply is None and mutation.storage == StoragePlugin.MCAP:
         shutil.copytree(src, dst)
     else:
         store = shared_typestore()
         with AnyReader([src]) as reader:
             messages = [(c.topic, c.msgtype, t, reader.deserialize(raw, c.msgtype))
                         for c, t, raw in reader.messages()]
-        mutation.apply(messages, rng)
-        with Writer(dst, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        if mutation.apply is not None:
+            mutation.apply(messages, rng)
+        with Writer(dst, version=9, storage_plugin=mutation.storage) as writer:
             conns = {}
             for topic, msgtype, _, _ in messages:
                 if topic not in conns:
@@ -221,6 +234,7 @@ class Outcome:
     output: str
     frames: int | None = None                 # frames made (evaluate) or fused (replay)
     drops: dict[str, int] = field(default_factory=dict)  # "<sensor>:<cause>" -> count
+    source_error: str | None = None           # where and why reading the bag stopped early
     problems: list[str] = field(default_factory=list)    # what breaks the rules
 
 
@@ -247,6 +261,7 @@ def run_evaluate(bag: Path, out: Path, checkpoint: str = "models/default.pt") ->
         report = json.loads((out / "eval.json").read_text())
         o.frames = report["exits"][-1]["all"]["n_frames"]
         o.drops = report["source_drops"]
+        o.source_error = report["source_error"]
     _judge_exit(o)
     return o
 
@@ -260,6 +275,7 @@ def run_replay(bag: Path, out: Path) -> Outcome:
         report = json.loads(report_path.read_text())
         o.frames = report["frames_fused"]
         o.drops = {k.replace(":sync:", ":"): v for k, v in report["drops"].items()}
+        o.source_error = report["source_error"]
     elif not re.search(r"^dyn-fusion replay: .*", o.output, re.M) or p.returncode == 0:
         o.problems.append("replay: no report")
     _judge_exit(o)
@@ -272,7 +288,8 @@ COMPARED = re.compile(r":(decode_error:.*|nan_points|duplicate_stamp|out_of_orde
 
 
 def agreement(evaluate: Outcome, replay: Outcome) -> list[str]:
-    """Where both read the bag: the same frames and the same content drops."""
+    """Where both read the bag: the same frames, the same content drops and the same note of
+    where reading stopped early (a salvaged bag)."""
     if evaluate.rc != 0 or replay.frames is None:
         return []
     problems = []
@@ -282,4 +299,6 @@ def agreement(evaluate: Outcome, replay: Outcome) -> list[str]:
     b = {k: v for k, v in replay.drops.items() if COMPARED.search(k)}
     if a != b:
         problems.append(f"drops: evaluate {a}, replay {b}")
+    if evaluate.source_error != replay.source_error:
+        problems.append(f"source_error: evaluate {evaluate.source_error!r}, replay {replay.source_error!r}")
     return problems

@@ -114,6 +114,21 @@ def source_drops(data) -> dict[str, int]:
     return {f"{sensor}:{cause}": int(n) for (sensor, cause), n in sorted(drops.items())}
 
 
+def source_error(data) -> str | None:
+    """Where and why a bag source stopped reading early at damage (its frames are those of the
+    messages before that point), in the words of a replay report's ``source_error``; None when
+    it read to its end (and for shard data)."""
+    return getattr(data, "source_error", None)
+
+
+def source_error_note(data) -> str:
+    """The paragraph an evaluation's markdown opens with when its source stopped early (as a
+    replay report's does), '' otherwise: frames cut off by damage are never lost silently."""
+    error = source_error(data)
+    return "" if error is None else (f"**The source stopped early**: {error}. Everything before that point was "
+                                     f"evaluated and is reported below.\n\n")
+
+
 def spread_indices(n_total: int, n: int | None) -> list[int]:
     """Up to ``n`` frame indices spread evenly over ``range(n_total)``, ascending (all of them
     when ``n`` is None or not smaller): every run and condition of a collection is represented."""

@@ -7,6 +7,14 @@ therefore about the size of the mapped sensor data; ``__getitem__`` only selects
 transforms. Calibration comes from the static TF tree (``/tf_static``), intrinsics from
 CameraInfo.
 
+Damage: a rosbag2 bag rosbags refuses to open (a recorder killed mid-write leaves an MCAP
+without its closing index, a db3 with a damaged tail) is read front to back by
+:mod:`fusion_core.data.bag_salvage` instead, as ``dyn-fusion replay``'s player reads it: the
+same messages in the same order, so both make the same frames. Reading that stops early (there,
+or in the middle of a bag rosbags opened) keeps every message before the damage and leaves the
+note of where and why in :attr:`RosbagSource.source_error` (``evaluate`` reports it as replay's
+report does); a bag of which not one message can be read is a :class:`DamagedBagError`.
+
 Synchronisation (``TopicMapping.sync_tolerance_s``), with ``t`` the header stamp of a reference
 sensor message (one sample per such message, so a reference message that is missing, e.g.
 dropped by a fault, yields no sample at all):
@@ -43,7 +51,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -55,6 +63,7 @@ from rosbags.highlevel import AnyReader
 
 from fusion_core.boxes import CLASS_NAMES, YAW, wrap_angle
 from fusion_core.data import ros_decode as rd
+from fusion_core.data.bag_salvage import BagReadError, salvage, stopped_reading, storage_files
 from fusion_core.data.geometry import rotate_vectors, transform_points
 from fusion_core.data.intrinsics import PinholeIntrinsics
 from fusion_core.data.ros_types import ros2_typestore
@@ -139,8 +148,8 @@ def _custom_data(path: Path) -> dict[str, str]:
 
 
 class DamagedBagError(ConfigError):
-    """The bag's files are damaged or contradict themselves (a cut MCAP, metadata naming the wrong
-    type): one line naming the bag and the reader's reason."""
+    """Not one message of the bag can be read (an empty or overwritten storage file, a damaged
+    ROS 1 bag): one line naming the bag and the reader's reason."""
 
 
 @dataclass
@@ -198,7 +207,9 @@ class RosbagSource(Sequence[FusionSample]):
     i.e. Unix seconds); ``calibration`` (sensor -> (4, 4) base <- sensor frame, from the first
     message's frame); ``scenario_name`` (simulator bags, else None); ``custom_data``;
     ``assumed_identity_frames`` (frame ids taken as mounted at ``base_frame_id`` because the TF
-    tree does not place them, in the order met; empty unless ``untransformed_frames: identity``).
+    tree does not place them, in the order met; empty unless ``untransformed_frames: identity``);
+    ``source_error`` (None, or where and why reading stopped early at damage: the samples are
+    those of the messages before it).
     """
 
     def __init__(self, path: str | Path, mapping: TopicMapping | str | Path):
@@ -209,6 +220,7 @@ class RosbagSource(Sequence[FusionSample]):
         self.drops: Counter[tuple[str, str]] = Counter()
         self._warned: set[tuple[str, str]] = set()
         self._last_stamp: dict[str, int] = {}        # sensor role -> newest stamp taken (log order)
+        self.source_error: str | None = None          # where and why reading stopped early (see _read)
         m = self.mapping
         # topic -> roles (a topic may serve two roles, e.g. one CameraInfo for both cameras)
         roles: dict[str, list[str]] = {}
@@ -231,8 +243,9 @@ class RosbagSource(Sequence[FusionSample]):
         self._attach_camera_geometry()
         ref = self._streams.get(m.reference_sensor)
         if ref is None or not ref.entries:
+            damage = "" if self.source_error is None else f"; reading stopped early: {self.source_error}"
             raise ConfigError(f"{self.path}: no message on the reference topic {m.sensor_topic(m.reference_sensor)!r} "
-                             f"(reference_sensor: {m.reference_sensor})")
+                              f"(reference_sensor: {m.reference_sensor}){damage}")
         self.stamps_ns: np.ndarray = ref.stamps
         self.time_origin_ns = int(self.custom_data.get("dyn_fusion.epoch_ns", 0))
         self.scenario_name: str | None = self.custom_data.get("dyn_fusion.scenario")
@@ -244,41 +257,80 @@ class RosbagSource(Sequence[FusionSample]):
 
     # ------------------------------------------------------------------ indexing (one pass)
     def _read(self, roles: dict[str, list[str]], tf_messages: list) -> None:
+        """Every message of a mapped topic, in log order, into its streams. Reading that stops
+        early at damage keeps what precedes it and says where and why in ``source_error`` (the
+        words of replay's report, so both say the same of one bag); a bag of which nothing at
+        all could be read is a DamagedBagError."""
+        present: set[str] = set()   # topics the bag has (salvaging: those met so far)
+        count = 0
         try:
-            self._read_all(roles, tf_messages)
-        except (ConfigError, StaticTfError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - rosbags raises several types for one cause: damage
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise DamagedBagError(f"{self.path}: rosbags cannot read this bag ({reason}); `dyn-fusion replay` "
-                                  f"salvages what it can") from None
+            for topic, msgtype, log_ns, raw, deserialize in self._messages(present):
+                count += 1
+                if topic in roles:
+                    self._take(roles[topic], topic, msgtype, log_ns, raw, deserialize, tf_messages)
+        except BagReadError as exc:
+            if count == 0:
+                raise DamagedBagError(f"nothing to read: {exc}") from None
+            self.source_error = str(exc)
+            log.warning("%s; the frames are made of the messages read", exc)
+        for topic, rs in roles.items():
+            if topic not in present:
+                why = "is not in the bag" if self.source_error is None else "has no message before the damage"
+                log.warning("%s: topic %s (%s) %s; treated as not recorded", self.path, topic, ", ".join(rs), why)
+                for role in rs:
+                    del self._streams[role]
 
-    def _read_all(self, roles: dict[str, list[str]], tf_messages: list) -> None:
-        with AnyReader([self.path], default_typestore=fallback_typestore()) as reader:
+    def _messages(self, present: set[str]) -> Iterator[tuple[str, str, int, Any, Callable[[Any, str], Any]]]:
+        """(topic, type, log time, raw, deserialize) of every message in the bag, adding each
+        topic to ``present``; BagReadError where reading stops early. A bag rosbags refuses to
+        open is read front to back by bag_salvage (as replay's player does: same messages, same
+        order, same note), since rosbags needs the index at the end that a cut recording lacks."""
+        reader = AnyReader([self.path], default_typestore=fallback_typestore())
+        try:
+            reader.open()
+        except Exception as exc:  # noqa: BLE001 - AnyReader wraps storage errors in several types
+            if not storage_files(self.path)[1]:  # a ROS 1 bag or no storage file: nothing to walk
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise DamagedBagError(f"{self.path}: rosbags cannot read this bag ({reason})") from None
+            deserialize = fallback_typestore().deserialize_cdr
+            for m in salvage(self.path, f"{type(exc).__name__}: {exc}"):
+                present.add(m.topic)
+                yield m.topic, m.msgtype, m.log_ns, m.data, deserialize
+            return  # (salvage ends with BagReadError)
+        try:
             complete_typestore(reader)
-            conns = [c for c in reader.connections if c.topic in roles]
-            present = {c.topic for c in conns}
-            for topic, rs in roles.items():
-                if topic not in present:
-                    log.warning("%s: topic %s (%s) is not in the bag; treated as not recorded",
-                                self.path, topic, ", ".join(rs))
-                    for role in rs:
-                        del self._streams[role]
-            for conn, log_ns, raw in reader.messages(connections=conns):
-                try:
-                    msg = reader.deserialize(raw, conn.msgtype)
-                except Exception as exc:  # noqa: BLE001 - any failure here means a damaged message
-                    msg, error = None, exc
-                for role in roles[conn.topic]:
-                    if msg is None:
-                        self._bad(role, log_ns, "", "deserialize", f"{conn.topic}: {error}")
-                    elif conn.msgtype != _EXPECTED_TYPE[role]:
-                        self._bad(role, log_ns, "", "type", f"{conn.topic} is {conn.msgtype}, "
-                                                             f"expected {_EXPECTED_TYPE[role]}")
-                    elif role == "tf_static":
-                        tf_messages.append(msg)
-                    else:
-                        self._index(role, msg)
+            present.update(c.topic for c in reader.connections)
+            # Every topic, not only the mapped ones: counted as replay counts them, so a note
+            # saying after how many messages reading stopped reads the same in both.
+            messages = reader.messages()
+            count, last_ns = 0, None
+            while True:
+                try:  # only the reader's own failures are damage; ours go up as they are
+                    conn, log_ns, raw = next(messages)
+                except StopIteration:
+                    return
+                except Exception as exc:  # noqa: BLE001 - rosbags raises several types for one cause
+                    raise stopped_reading(self.path, count, last_ns, exc) from None
+                count, last_ns = count + 1, log_ns
+                yield conn.topic, conn.msgtype, log_ns, raw, reader.deserialize
+        finally:
+            reader.close()
+
+    def _take(self, rs: list[str], topic: str, msgtype: str, log_ns: int, raw, deserialize, tf_messages: list) -> None:
+        """One message of a mapped topic into the streams of its roles."""
+        try:
+            msg = deserialize(raw, msgtype)
+        except Exception as exc:  # noqa: BLE001 - any failure here means a damaged message
+            msg, error = None, exc
+        for role in rs:
+            if msg is None:
+                self._bad(role, log_ns, "", "deserialize", f"{topic}: {error}")
+            elif msgtype != _EXPECTED_TYPE[role]:
+                self._bad(role, log_ns, "", "type", f"{topic} is {msgtype}, expected {_EXPECTED_TYPE[role]}")
+            elif role == "tf_static":
+                tf_messages.append(msg)
+            else:
+                self._index(role, msg)
 
     def _index(self, role: str, msg) -> None:
         header = msg.header

@@ -11,6 +11,8 @@ import sys
 import pytest
 from rosbags.highlevel import AnyReader
 
+from fusion_core.data import topics as T
+from ros_nodes.bag_messages import BagMessages, BagReadError
 from tests.fault_injection import MUTATIONS, agreement, mutate, run_evaluate, run_replay
 from tests.ros_nodes.dds import REPO
 
@@ -40,7 +42,7 @@ def _messages(bag):
         with AnyReader([bag]) as reader:
             return [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}".replace(str(bag), "BAG")
+        return f"{type(exc).__name__}: {exc}".replace(str(bag), "BAG").replace(bag.name, "NAME")  # (db3 file name)
 
 
 @pytest.mark.parametrize("name", CI_CASES)
@@ -51,6 +53,43 @@ def test_a_damaged_bag_ends_in_counted_drops_or_one_line_error_alike_in_evaluate
     assert not problems, (problems, evaluate.output[-1500:], replay.output[-1500:])
     if name == "lidar_intensity_inf":
         assert evaluate.rc == 0 and evaluate.drops.get("lidar:nan_points", 0) > 0
-    if name == "bag_cut_at_50_percent":
-        assert evaluate.rc == 2 and "rosbags cannot read this bag" in evaluate.output
-        assert replay.frames is not None  # replay salvaged the first half and reported it
+    if name == "bag_cut_at_50_percent":  # both salvaged the first half, alike (agreement), and said so
+        assert evaluate.rc == 0 and 0 < evaluate.frames < 20 and "reading stopped at byte" in evaluate.source_error
+
+
+def played(bag):
+    """(LiDAR scans the bag player would publish, its note of where reading stopped or None)."""
+    scans, note = 0, None
+    try:
+        with BagMessages(bag) as messages:
+            for m in messages.messages():
+                scans += m.topic == T.LIDAR_TOPIC and m.cdr is not None
+    except BagReadError as exc:
+        note = str(exc)
+    return scans, note
+
+
+@pytest.mark.parametrize("name", ("bag_cut_at_50_percent", "bag_cut_at_90_percent", "db3_tail_overwritten"))
+def test_evaluate_salvages_a_damaged_bag_as_the_bag_player_does(good_bag, tmp_path, name):
+    """The player's stream is what replay fuses (one frame per LiDAR scan); evaluate makes the
+    same frames from it and reports the same note, rc 0 (the DDS run itself is the CI case above
+    and benchmarks/fault_injection.py)."""
+    bag = mutate(good_bag, tmp_path / "bag", name, seed=7)
+    scans, note = played(bag)
+    evaluate = run_evaluate(bag, tmp_path)
+    assert not evaluate.problems and evaluate.rc == 0, evaluate.output[-1500:]
+    assert 0 < evaluate.frames == scans < 20
+    assert note is not None and evaluate.source_error == note
+    assert f"**The source stopped early**: {note}." in evaluate.output
+
+
+def test_a_bag_with_nothing_to_salvage_is_the_same_one_line_error_in_evaluate_and_replay(good_bag, tmp_path):
+    bag = mutate(good_bag, tmp_path / "bag", "bag_storage_emptied", seed=7)
+    assert played(bag)[0] == 0
+    notes = []
+    for outcome in (run_evaluate(bag, tmp_path), run_replay(bag, tmp_path)):  # replay stops before any node
+        assert not outcome.problems and outcome.rc == 2, outcome.output[-1500:]
+        errors = [line for line in outcome.output.splitlines() if line.startswith(f"dyn-fusion {outcome.command}:")]
+        assert len(errors) == 1 and "no MCAP magic" in errors[0], outcome.output
+        notes.append(errors[0].split(": nothing to ", 1)[1].split(": ", 1)[1])
+    assert notes[0] == notes[1]

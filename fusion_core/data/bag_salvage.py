@@ -16,7 +16,11 @@ file that rosbags refused, unless the walk reached the file's regular end.
   own B-tree and not the timestamp index that may lie in the damaged part), until sqlite
   reports the damage.
 
-Each message is a :class:`SalvagedMessage` with its raw CDR bytes as stored.
+Each message is a :class:`SalvagedMessage` with its raw CDR bytes as stored. :func:`salvage`
+reads every storage file of a bag in turn and ends with :class:`BagReadError`, whose text is the
+one note both readers of a refused bag give (``dyn-fusion replay``'s player and ``evaluate``'s
+``RosbagSource``): why rosbags refused it, how many messages were read and where reading
+stopped, so the two report the same salvage in the same words.
 """
 from __future__ import annotations
 
@@ -37,6 +41,10 @@ MCAP_MAGIC = b"\x89MCAP0\r\n"
 _RECORD_HEAD = struct.Struct("<BQ")  # opcode, body length [bytes]
 # Chunk body up to its records: start, end, uncompressed size, crc, then the compression string
 _CHUNK_HEAD = struct.Struct("<QQQII")
+
+
+class BagReadError(RuntimeError):
+    """A bag that cannot be read, or reading that stopped early; the message says where and why."""
 
 
 class SalvageStopped(Exception):
@@ -216,3 +224,46 @@ def salvage_sqlite(path: Path) -> Iterator[SalvagedMessage]:
             raise SalvageStopped(path, where, f"sqlite: {exc}") from None
     finally:
         con.close()
+
+
+# ---------------------------------------------------------------------------- a whole bag
+def storage_files(path: Path) -> tuple[str, list[Path]]:
+    """('mcap' | 'sqlite3' | '', files) of a rosbag2 directory or a single storage file."""
+    path = Path(path)
+    if path.is_dir():
+        for kind, pattern in (("mcap", "*.mcap"), ("sqlite3", "*.db3")):
+            files = sorted(path.glob(pattern))
+            if files:
+                return kind, files
+        return "", []
+    return {".mcap": ("mcap", [path]), ".db3": ("sqlite3", [path])}.get(path.suffix, ("", []))
+
+
+def salvage(path: Path, refusal: str) -> Iterator[SalvagedMessage]:
+    """Every complete message of the storage files of bag ``path``, which rosbags refused
+    (``refusal``: why), file by file front to back. Always ends with :class:`BagReadError`
+    saying how many messages were read and where reading stopped, or that it reached the regular
+    end: the bag was refused, so a reader must say it was salvaged either way."""
+    path = Path(path)
+    kind, files = storage_files(path)
+    if not files:
+        raise BagReadError(f"{path}: cannot be read ({refusal}) and has no .mcap or .db3 file to salvage")
+    read = salvage_mcap if kind == "mcap" else salvage_sqlite
+    count = 0
+    try:
+        for file in files:
+            for m in read(file):
+                count += 1
+                yield m
+    except SalvageStopped as exc:
+        raise BagReadError(f"{path}: the bag is damaged ({refusal}); read {count} messages front to back, "
+                           f"then {exc}") from None
+    raise BagReadError(f"{path}: the bag is damaged ({refusal}); read all {count} messages front to back to "
+                       f"the regular end of its storage")
+
+
+def stopped_reading(path: Path, count: int, last_ns: int | None, exc: Exception) -> BagReadError:
+    """The error for a bag rosbags opened but could not read to its end (``count`` messages
+    read, the last at ``last_ns``; ``exc`` what the reader raised)."""
+    where = "before the first message" if last_ns is None else f"after {count} messages (last log time {last_ns} ns)"
+    return BagReadError(f"{path}: reading stopped {where}: {type(exc).__name__}: {exc}")
