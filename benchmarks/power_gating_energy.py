@@ -54,7 +54,7 @@ from fusion_core.energy.ledger import frame_energy
 from fusion_core.energy.profile import DeviceProfile, load_device_profile
 from fusion_core.exits.settings import ExitSettings
 from fusion_core.gates.frame_target import frame_target
-from fusion_core.gates.loss_gate import choose_configuration
+from fusion_core.gates.loss_gate import choose_configuration, pessimistic_loss
 from fusion_core.gates.modules import gate_features, load_gates
 from fusion_core.gates.settings import GateSettings
 from fusion_core.metrics.average_precision import DetectionEvaluator
@@ -109,7 +109,7 @@ class _View:
             self.encoded = det.encode(self.batch.inputs)
             self.available = det.available_experts(self.encoded.present)  # (1, E)
             self.context = gates.context_head(self.batch.inputs)
-            self.predicted_loss = gates.loss_predictor(gate_features(self.encoded, self.context))  # (1, C)
+            self.member_losses = gates.loss_predictor.member_losses(gate_features(self.encoded, self.context))  # (1, M, C)
         self.conf_available = (self.available[:, None, :] & gates.configuration_masks[None]).any(2)  # (1, C)
         self.condition = self.context.condition_names()[0]
         self.degraded = tuple(s for s, p in zip(DETECTION_SENSORS, self.context.degraded_prob[0].tolist()) if p > 0.5)
@@ -187,7 +187,11 @@ def _decide(fusion: DynamicFusion, run: Run, view: _View, visible: np.ndarray) -
         else:
             fusion.set_settings(run.settings)  # configuration_energy reads price_sensors from the settings
             energy = fusion.configuration_energy(view.available)
-            loss = view.predicted_loss if mode == "loss" else view.true_loss(visible)
+            if mode == "loss":
+                loss = pessimistic_loss(view.member_losses, masks.all(1), run.settings.spread_weight,
+                                        run.settings.static_margin)
+            else:
+                loss = view.true_loss(visible)
             choice = int(choose_configuration(loss, view.conf_available, energy, run.settings.gamma,
                                               run.settings.lam_per_j)[0])
         if mode == "loss":

@@ -24,6 +24,8 @@ class GateTrainConfig:
     batch_size: int = param(8, "frames per step", lo=1, hi=256)
     sensor_dropout_prob: float = param(0.2, "chance each detection sensor is made absent in a frame", lo=0.0, hi=0.9)
     single_sensor_prob: float = param(0.15, "chance a frame keeps only one detection sensor", lo=0.0, hi=1.0)
+    imu_dropout_prob: float = param(0.1, "chance a frame's IMU window is made absent (the IMU context shifts every "
+                                    "fused feature map, so gates must see frames without it)", lo=0.0, hi=1.0)
     context_steps: int = param(800, "full-batch steps of the context head", lo=1)
     attention_steps: int = param(400, "optimiser steps of the attention gate", lo=1)
     attention_k: tuple[int, ...] = param((1, 2, 3, 7), "experts kept per frame while training the attention gate: each step draws one "
@@ -35,7 +37,10 @@ class GateTrainConfig:
     energy_weight: float = param(0.0, "attention: loss added per unit of expected expert energy share (energy-aware objective)", lo=0.0)
     loss_target: str = param("detection_loss", "what the loss predictor learns and the oracle minimises per configuration "
                              "(gates/frame_target.py); λ and γ are in its unit", choices=FRAME_TARGETS)
-    loss_predictor_steps: int = param(1500, "optimiser steps of the loss predictor", lo=1)
+    loss_predictor_steps: int = param(1500, "optimiser steps of each loss predictor member", lo=1)
+    loss_predictor_members: int = param(5, "loss predictor ensemble size: each member learns from its own bootstrap "
+                                        "resample of the frames; their disagreement is the gate's uncertainty "
+                                        "(GateSettings.spread_weight)", lo=1, hi=32)
     learning_rate: float = param(2e-3, "AdamW learning rate of every gate stage", lo=1e-6, hi=1.0)
 
 

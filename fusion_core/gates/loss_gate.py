@@ -103,15 +103,47 @@ def true_configuration_targets(detector: FusionDetector, encoded: EncodedFrames,
     return torch.stack(losses, 1)
 
 
-class LossPredictor(nn.Module):
-    """(B, F) gate features (``gates.modules.gate_features``) -> (B, C) predicted per-frame loss."""
+def pessimistic_loss(member_losses: torch.Tensor, reference: torch.Tensor, spread_weight: float,
+                     static_margin: float = 0.0) -> torch.Tensor:
+    """(B, C) the loss the loss gate ranks configurations by.
 
-    def __init__(self, n_features: int, n_configurations: int, hidden: int = 96):
+    ``member_losses`` (B, M, C): each predictor member's loss per configuration; ``reference``
+    (C,) bool: the configurations a gate falls back to (static fusion, every expert). Each
+    configuration's loss is the members' mean plus ``spread_weight`` times the members' standard
+    deviation of its loss *relative to the reference*: members trained on different resamples of
+    the gate frames agree where those frames taught them and disagree on input unlike them, so
+    leaving static fusion needs a predicted win the members agree on. The reference itself has no
+    relative spread; without a reference in the table the plain spread is used. ``static_margin``
+    is then taken off the reference's loss (a fixed price for leaving static fusion)."""
+    loss = member_losses.mean(1)
+    if spread_weight > 0 and member_losses.shape[1] > 1:
+        relative = member_losses
+        if bool(reference.any()):
+            relative = member_losses - member_losses[:, :, reference].mean(2, keepdim=True)
+        loss = loss + spread_weight * relative.std(1)
+    return loss - static_margin * reference.to(loss.dtype)[None]
+
+
+class LossPredictor(nn.Module):
+    """(B, F) gate features (``gates.modules.gate_features``) -> (B, C) predicted per-frame loss,
+    the mean of ``members`` small networks (an ensemble: :meth:`member_losses` gives each one's
+    prediction, whose disagreement ``pessimistic_loss`` reads as uncertainty)."""
+
+    def __init__(self, n_features: int, n_configurations: int, hidden: int = 96, members: int = 1):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, n_configurations))
+        if members < 1:
+            raise ValueError(f"a loss predictor needs at least one member, got {members}")
+        self.members = nn.ModuleList(
+            nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
+                          nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+                          nn.Linear(hidden, n_configurations))
+            for _ in range(members))
         self.scaler = FeatureScaler(n_features)
 
+    def member_losses(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, F) -> (B, M, C) every member's prediction."""
+        x = self.scaler(features)
+        return torch.stack([member(x) for member in self.members], 1)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.body(self.scaler(features))
+        return self.member_losses(features).mean(1)

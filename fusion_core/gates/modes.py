@@ -5,7 +5,8 @@
     knowledge  rules per estimated condition and sensor health (the gates file's rules)
     attention  learned scores choose the top-k available experts; static weights fuse them (or the
                gate's mixture-of-experts weights: attention_weights=gate)
-    loss       EcoFusion: predicted loss per configuration, within γ of the best, argmin loss + λ·energy
+    loss       EcoFusion: predicted loss per configuration (an ensemble: mean + spread_weight x its
+               members' disagreement), within γ of the best, argmin loss + λ·energy
     oracle     the loss gate's choice with the true loss (ground truth: offline only, a bound)
 
 The module imports no torch at import time (the settings' choices and the CLI read ``GATES``):
@@ -153,17 +154,17 @@ class LossGate(_ConfigurationGate):
     compute_component = gate_component("loss")
 
     def decide(self, frame: GateFrame) -> GateDecision:
+        from fusion_core.gates.loss_gate import pessimistic_loss
         from fusion_core.gates.modules import gate_features
 
         predictor = frame.setup.gates.loss_predictor
+        settings = frame.settings
         features = gate_features(frame.encode(), frame.context)
-        if _unfamiliar(predictor.scaler, features, frame.settings):
+        if _unfamiliar(predictor.scaler, features, settings):
             return frame.static_decision(frame.available, FALLBACK_CONFIGURATION)
-        loss = predictor(features)
-        if frame.settings.static_margin > 0:
-            every_expert = frame.setup.gates.configuration_masks.all(1)  # (C,) the static configuration(s)
-            loss = loss - frame.settings.static_margin * every_expert.to(loss.dtype)[None]
-        return self.choose(frame, loss)
+        every_expert = frame.setup.gates.configuration_masks.all(1)  # (C,) the static configuration(s)
+        return self.choose(frame, pessimistic_loss(predictor.member_losses(features), every_expert,
+                                                   settings.spread_weight, settings.static_margin))
 
 
 class OracleGate(_ConfigurationGate):

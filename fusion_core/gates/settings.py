@@ -32,6 +32,10 @@ class GateSettings:
     ood_z2: float = param(30.0, "attention/loss: a frame whose gate features are unlike the training frames (mean "
                           "squared z-score above this; training frames average 1) falls back to static fusion; 0 = never",
                           lo=0.0)
+    spread_weight: float = param(1.0, "loss: each configuration's predicted loss is raised by this many standard "
+                                 "deviations of the predictor members' disagreement about its loss relative to static "
+                                 "fusion, so the gate leaves static only for a win the members agree on; 0 = their mean",
+                                 lo=0.0)
     static_margin: float = param(0.0, "loss: the all-experts configuration's predicted loss is lowered by this before "
                                  "choosing, so the gate leaves static fusion only for a predicted win larger than it",
                                  lo=0.0)

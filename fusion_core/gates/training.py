@@ -34,6 +34,7 @@ from fusion_core.model.batch import BatchCollator, TrainingBatch
 from fusion_core.model.detector import FusionDetector
 from fusion_core.model.loss import detection_loss
 from fusion_core.training.data import drop_sensors
+from fusion_core.vocabulary import TRAINING_DROPOUT
 
 
 @dataclass
@@ -55,9 +56,10 @@ class GateTrainingReport:
 
 
 def gate_training_frames(source: Sequence[FusionSample], max_frames: int, sensor_dropout_prob: float,
-                         single_sensor_prob: float, seed: int) -> list[FusionSample]:
+                         single_sensor_prob: float, seed: int, imu_dropout_prob: float = 0.0) -> list[FusionSample]:
     """Up to ``max_frames`` frames spread evenly over ``source`` (every run and condition), with
-    the detector's training-time sensor absence applied so gates learn to route around it."""
+    the detector's training-time sensor absence applied so gates learn to route around it, and
+    the IMU made absent in a share ``imu_dropout_prob`` of them."""
     if len(source) == 0:
         raise ValueError("no frames to train the gates on")
     idx = spread_indices(len(source), max_frames)
@@ -67,7 +69,10 @@ def gate_training_frames(source: Sequence[FusionSample], max_frames: int, sensor
         s = source[int(i)]
         if s.gt_boxes is None or s.condition is None:
             raise ValueError(f"frame {int(i)} has no ground truth or condition label: gates train on labelled data")
-        frames.append(drop_sensors(s, sensor_dropout_prob, rng, single_sensor_prob))
+        s = drop_sensors(s, sensor_dropout_prob, rng, single_sensor_prob)
+        if s.present("imu") and rng.random() < imu_dropout_prob:
+            s = s.without("imu", TRAINING_DROPOUT)
+        frames.append(s)
     return frames
 
 
@@ -87,7 +92,8 @@ def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[F
     detector.eval()
     for p in detector.parameters():
         p.requires_grad_(False)
-    frames = gate_training_frames(source, c.max_frames, c.sensor_dropout_prob, c.single_sensor_prob, c.seed)
+    frames = gate_training_frames(source, c.max_frames, c.sensor_dropout_prob, c.single_sensor_prob, c.seed,
+                                  c.imu_dropout_prob)
     collator = BatchCollator(detector.config)
     report = GateTrainingReport(len(frames))
 
@@ -147,18 +153,29 @@ def train_gates(detector: FusionDetector, gates: GateModules, source: Sequence[F
 
 def fit_loss_predictor(gates: GateModules, features: torch.Tensor, loss_table: torch.Tensor, available: torch.Tensor,
                        steps: int, learning_rate: float, seed: int) -> list[float]:
-    """Full-batch Huber regression of (N, C) per-frame losses on (N, P + Q) gate features;
-    unavailable configurations carry no target."""
-    torch.manual_seed(seed)
+    """Full-batch Huber regression of (N, C) per-frame losses on (N, F) gate features, each
+    member of the predictor on its own bootstrap resample of the N frames (frame weights drawn
+    as multinomial counts; the first member sees every frame once, so one member is the plain
+    fit); unavailable configurations carry no target. Returns the first member's loss per step."""
     predictor = gates.loss_predictor
     predictor.scaler.fit(features)
-    weight = available.float()
+    n = features.shape[0]
+    rng = np.random.default_rng([seed, 0xB007])
+    history: list[float] = []
+    for m, member in enumerate(predictor.members):
+        counts = np.ones(n) if m == 0 else np.bincount(rng.integers(0, n, n), minlength=n)
+        weight = available.float() * torch.as_tensor(counts, dtype=torch.float32)[:, None]
+        x = predictor.scaler(features)
 
-    def loss_of() -> torch.Tensor:
-        err = torch.nn.functional.huber_loss(predictor(features), loss_table, reduction="none", delta=1.0)
-        return (err * weight).sum() / weight.sum().clamp(min=1)
+        def loss_of(member=member, weight=weight, x=x) -> torch.Tensor:
+            err = torch.nn.functional.huber_loss(member(x), loss_table, reduction="none", delta=1.0)
+            return (err * weight).sum() / weight.sum().clamp(min=1)
 
-    return fit_full_batch(predictor, loss_of, steps, learning_rate)
+        losses = fit_full_batch(member, loss_of, steps, learning_rate)
+        if m == 0:
+            history = losses
+    predictor.eval()
+    return history
 
 
 def fit_attention_gate(detector: FusionDetector, gates: GateModules, frames: Sequence[FusionSample],

@@ -30,6 +30,7 @@ class EncodedFrames:
     stems: dict[str, torch.Tensor | None]  # sensor -> (B, Cs, H, W) BEV features; None = not computed
     present: dict[str, torch.Tensor]       # sensor -> (B,) bool: the sensor's data is in the frame
     imu_context: torch.Tensor              # (B, D) IMU context vector
+    imu_present: torch.Tensor              # (B,) bool: the IMU window is in the frame
     signals: torch.Tensor                  # (B, N_CONTEXT_SIGNALS) cheap context signals
     batch_size: int
     stem_channels: int                     # Cs
@@ -118,8 +119,8 @@ class FusionDetector(nn.Module):
         present = {s: inputs.sensor_present(s) for s in DETECTION_SENSORS}
         stems, depth_logits = self.stem_features(inputs)
         self.calls[stem_component("imu")] += 1
-        return EncodedFrames(stems, present, self.imu(inputs.imu), inputs.signals, inputs.batch_size,
-                             self.config.stem_channels, depth_logits)
+        return EncodedFrames(stems, present, self.imu(inputs.imu), inputs.imu_present, inputs.signals,
+                             inputs.batch_size, self.config.stem_channels, depth_logits)
 
     def static_weights(self, active: torch.Tensor, logit_noise: torch.Tensor | None = None) -> torch.Tensor:
         """(B, E) learned static fusion weights renormalised over the ``active`` (B, E) experts;

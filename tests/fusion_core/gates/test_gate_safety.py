@@ -2,7 +2,8 @@
 intensities 1000 times too large, as a driver with the wrong scale gives) the gate features are
 unfamiliar and the attention and loss gates fall back to static fusion instead of extrapolating;
 familiar frames are decided as before, and ``ood_z2 = 0`` turns the fallback off. The loss gate's
-``static_margin`` makes it leave static fusion only for a predicted win larger than the margin."""
+``static_margin`` makes it leave static fusion only for a predicted win larger than the margin,
+and its ensemble's disagreement (``spread_weight``) only for a win its members agree on."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,6 +14,7 @@ import torch
 
 from fusion_core.data.shard_source import ShardSource
 from fusion_core.gates.config import load_gates_config
+from fusion_core.gates.loss_gate import choose_configuration, pessimistic_loss
 from fusion_core.gates.modes import FALLBACK_CONFIGURATION
 from fusion_core.gates.modules import GateModules, gate_features
 from fusion_core.gates.settings import GateSettings
@@ -91,5 +93,35 @@ def test_the_static_margin_keeps_the_loss_gate_on_static_fusion_unless_it_predic
     # a margin above the predicted advantage of the best subset keeps static; none lets the gate choose
     held = _run(tiny, clean, mode="loss", static_margin=max(best_static - best_other, 0.0) + 1.0)
     assert held.active_experts == detector.expert_names and held.configuration == "static"
-    free = _run(tiny, clean, mode="loss", static_margin=0.0)
+    free = _run(tiny, clean, mode="loss", static_margin=0.0, spread_weight=0.0)
     assert free.configuration == gates.configuration_names[int(loss.argmin())]
+
+
+def _members(*rows: list[float]) -> torch.Tensor:
+    """(1, M, C) member predictions of one frame; configuration 0 is the reference (static)."""
+    return torch.tensor([rows], dtype=torch.float32)
+
+
+def test_the_pessimistic_loss_keeps_a_win_the_members_agree_on():
+    # every member: configuration 1 is 0.5 better than static, configuration 2 only on average
+    members = _members([2.0, 1.5, 0.0], [2.4, 1.9, 3.7], [1.6, 1.1, 0.5])
+    reference = torch.tensor([True, False, False])
+    mean = pessimistic_loss(members, reference, 0.0)[0]
+    assert int(mean.argmin()) == 2
+    cautious = pessimistic_loss(members, reference, 1.0)[0]
+    # the reference's and the agreed configuration's losses are the mean (no relative spread) ...
+    assert cautious[0] == pytest.approx(2.0) and cautious[1] == pytest.approx(1.5)
+    # ... the disputed one is raised by its spread relative to static and loses its lead
+    assert cautious[2] > cautious[1] and int(cautious.argmin()) == 1
+
+
+def test_disagreement_about_every_subset_sends_the_loss_gate_to_static():
+    members = _members([2.0, 1.0, 3.0], [2.0, 3.0, 1.0], [2.0, 2.0, 2.0])
+    choice = choose_configuration(pessimistic_loss(members, torch.tensor([True, False, False]), 1.0),
+                                  torch.ones(1, 3, dtype=torch.bool), torch.zeros(3), gamma=0.0, lam_per_j=0.0)
+    assert int(choice[0]) == 0
+
+
+def test_one_member_or_no_weight_is_the_plain_prediction():
+    members = _members([2.0, 1.0, 3.0])
+    torch.testing.assert_close(pessimistic_loss(members, torch.tensor([True, False, False]), 2.0), members[:, 0])

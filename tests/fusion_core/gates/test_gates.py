@@ -328,7 +328,8 @@ def test_train_gates_and_compare_commands(tiny_shards, tmp_path):
                          "--exit-policy", "deadline", "--deadline-ms", f"{deadline_ms:g}", "--no-cost"]) == 0
         one = json.loads(js.read_text())
         assert one["settings"] == {"mode": "attention", "k": 1, "gamma": 0.5, "lam_per_j": 0.0, "price_sensors": False,
-                                   "attention_weights": "static", "ood_z2": 30.0, "static_margin": 0.0}
+                                   "attention_weights": "static", "ood_z2": 30.0, "spread_weight": 1.0,
+                                   "static_margin": 0.0}
         assert one["exit_histogram"][expect_exit] == 5
         assert one["missed_deadlines"] == (5 if expect_exit == 0 else 0)
         assert sum(one["usage"]["all"].values()) == pytest.approx(1.0)
