@@ -162,7 +162,13 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from fusion_core.data.open_source import open_source, source_drops, source_error, source_error_note
+    from fusion_core.data.open_source import (
+        open_source,
+        source_drops,
+        source_error,
+        source_error_note,
+        source_warnings,
+    )
     from fusion_core.data.sample import DEFAULT_MIN_VISIBILITY
     from fusion_core.evaluation.report import exits_table, single_sensor_table
     from fusion_core.metrics.model_eval import SensorSubset, evaluate_model
@@ -193,7 +199,7 @@ def _evaluate(args) -> int:
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data),
               "sensors": list(args.sensors or DETECTION_SENSORS), "min_visibility": min_visibility,
               "source_drops": source_drops(data), "source_error": source_error(data),
-              **result.to_json(pr_curve_points=21)}
+              "source_warnings": source_warnings(data), **result.to_json(pr_curve_points=21)}
     single = {}
     if args.single_sensors:
         single = {s: run(SensorSubset(data, (s,)), f"{s} alone") for s in DETECTION_SENSORS}

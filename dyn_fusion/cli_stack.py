@@ -209,11 +209,12 @@ def _check_mapping_meets_bag(bag: Path, mapping, mapping_path: Path) -> None:
     unless not one message can be salvaged: then it is the one-line error evaluate gives too."""
     from rosbags.highlevel import AnyReader
 
+    from fusion_core.data.bag_metadata import reader_paths
     from fusion_core.data.bag_salvage import BagReadError, salvage
     from fusion_core.vocabulary import SENSORS
 
-    try:
-        with AnyReader([bag]) as reader:
+    try:  # (the storage files alone when metadata.yaml lies about a type, as the player reads them)
+        with AnyReader(reader_paths(bag)) as reader:
             in_bag = {c.topic: c.msgtype for c in reader.connections}
     except Exception as refusal:  # AnyReader wraps storage errors in several types
         try:  # the salvage ends with BagReadError, so it raises at once only when it has nothing

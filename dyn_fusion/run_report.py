@@ -53,6 +53,8 @@ class RunReport:
     pivots: dict[str, int]                # frames per pivot role (a fallback means the LiDAR was silent)
     node_cpu_share: dict[str, float]      # node -> CPU time / wall time over the run (1.0 = one core)
     partial: str | None = None            # why the run ended before its source did (a node died, interrupted)
+    source_warnings: tuple[str, ...] = ()  # what the bag says wrongly of itself (a metadata.yaml type its storage
+                                           # contradicts: the storage's was played), as evaluate reports it
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -127,6 +129,7 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
         pivots=dict(Counter(f["pivot"] for f in frames)),
         node_cpu_share={n: u["cpu_share"] for n, u in nodes.items() if u.get("cpu_share") is not None},
         partial=partial,
+        source_warnings=tuple(drops.get("source_warnings", ())),
     )
 
 
@@ -137,6 +140,8 @@ def report_markdown(r: RunReport, title: str) -> str:
     if r.source_error:
         lines += [(f"**The source stopped early**: {r.source_error}. Everything before that point was played "
                    f"and is reported below."), ""]
+    for warning in r.source_warnings:  # the words of evaluate's note (fusion_core.data.open_source)
+        lines += [f"**The source disagrees with itself**: {warning}.", ""]
     if r.map_all is None:
         lines.append(f"- frames fused: {r.frames_fused} (no ground truth: no mAP)")
     else:

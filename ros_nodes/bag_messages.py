@@ -31,6 +31,12 @@ insertion (sqlite3), which recorders keep in time order. Whatever stops reading 
 found while salvaging, or an error in the middle of a bag AnyReader opened) ends the stream with
 :class:`BagReadError` after every message before it was yielded. A bag that cannot be read at
 all raises BagReadError when entered.
+
+Metadata that lies: a ``metadata.yaml`` declaring a topic with another type than the storage
+records (:mod:`fusion_core.data.bag_metadata`) is overruled by the storage, which is what the
+bytes are: the storage files are opened alone, each topic is played (and its publisher created)
+with its stored type, and ``warnings`` holds one line per such topic, the words ``evaluate``
+reports too.
 """
 from __future__ import annotations
 
@@ -45,6 +51,7 @@ from rosbags.interfaces import ConnectionExtRosbag1, QosDurability
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from fusion_core.data.bag_metadata import metadata_mismatches, reader_paths
 from fusion_core.data.bag_salvage import (
     BagReadError,
     SalvagedMessage,
@@ -162,7 +169,8 @@ class BagMessages:
     ``exclude`` maps topics to leave out to the reason. After entering: ``topics`` (topic ->
     :class:`TopicInfo`, known up front; grows while salvaging finds more), ``skip_reasons``
     (topic -> reason, filled as topics are met), ``salvage_reason`` (why AnyReader refused the
-    bag, None when it did not) and ``is_ros1``. Raises FileNotFoundError for a missing path and
+    bag, None when it did not), ``is_ros1`` and ``warnings`` (what metadata.yaml says wrongly of
+    the bag; the storage was followed). Raises FileNotFoundError for a missing path and
     :class:`BagReadError` for a bag that cannot be read at all.
     """
 
@@ -174,6 +182,7 @@ class BagMessages:
         self.topics: dict[str, TopicInfo] = {}
         self.skip_reasons: dict[str, str] = {}
         self.salvage_reason: str | None = None
+        self.warnings: list[str] = []
         self.is_ros1 = False
         self._reader: AnyReader | None = None
         self._recorded: Typestore | None = None   # definitions the bytes follow (None: unchecked)
@@ -183,21 +192,33 @@ class BagMessages:
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no such bag (a rosbag2 directory, an .mcap/.db3 file "
                                     f"or a ROS 1 .bag file)")
-        reader = AnyReader([self.path], default_typestore=fallback_typestore())
+        mismatches = metadata_mismatches(self.path)
+        self.warnings = [m.warning(self.path) for m in mismatches]
+        declared = _metadata_topics(self.path)
+        # Publishers are created from ``topics`` before playback, so a type metadata.yaml gets
+        # wrong must be corrected here, or the stored bytes go out under the declared type and
+        # no subscriber of the real type ever sees them.
+        for m in mismatches:
+            latched = m.topic in declared and declared[m.topic].latched
+            declared[m.topic] = TopicInfo(m.topic, ros2_type_name(m.stored), latched)
+        reader = AnyReader(reader_paths(self.path, mismatches), default_typestore=fallback_typestore())
         try:
             reader.open()
         except Exception as exc:  # AnyReader wraps storage errors in several types
             if not storage_files(self.path)[1]:
                 raise BagReadError(f"{self.path}: cannot be read: {exc}") from None
             self.salvage_reason = f"{type(exc).__name__}: {exc}"
-            self.topics = _metadata_topics(self.path)
+            self.topics = declared
             return self
         self._reader = reader
         complete_typestore(reader)
         self.is_ros1 = not reader.is2
         self._recorded = _ros1_conversion_store(reader) if self.is_ros1 else reader.typestore
         for conn in reader.connections:
-            self.topics.setdefault(conn.topic, TopicInfo(conn.topic, ros2_type_name(conn.msgtype), _latched(conn.ext)))
+            # A storage file opened alone may not carry the offered QoS (rosbags reads none from
+            # a lone .db3): metadata.yaml's latching still holds, only its type was wrong.
+            latched = _latched(conn.ext) or (conn.topic in declared and declared[conn.topic].latched)
+            self.topics.setdefault(conn.topic, TopicInfo(conn.topic, ros2_type_name(conn.msgtype), latched))
         return self
 
     def __exit__(self, *exc_info) -> None:

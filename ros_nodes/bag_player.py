@@ -149,6 +149,9 @@ class BagPlayer:
             except BagReadError as exc:  # not readable at all (FileNotFoundError goes up: a usage error)
                 self.report.read_error = str(exc)
                 return self.report
+            self.report.warnings = list(bag.warnings)
+            for warning in bag.warnings:  # (played with the stored type; the report says so too)
+                self.log.warning(warning)
             if bag.salvage_reason:
                 self.log.warning(f"{self.config.bag}: rosbags cannot open it ({bag.salvage_reason}); reading the "
                                  f"storage front to back to play what is intact")
@@ -228,7 +231,8 @@ class BagPlayer:
         """Let the last messages reach their subscribers before the process ends. (Fast DDS
         readers acknowledge on the writer's periodic heartbeat, every few seconds, so the wait
         often runs to ``finish_timeout_s`` although the data arrived long before.)"""
-        text = encode_source_counts(self.node.get_name(), self.report.published, self.report.read_error)
+        text = encode_source_counts(self.node.get_name(), self.report.published, self.report.read_error,
+                                    self.report.warnings)
         self._counts_pub.publish(ros_io.serialize(ros_io.types()[SOURCE_COUNTS_TYPE](data=text), SOURCE_COUNTS_TYPE))
         deadline = time.monotonic() + self.config.finish_timeout_s
         for pub in [*self._publishers.values(), self._clock_pub, self._counts_pub]:

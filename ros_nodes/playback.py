@@ -50,6 +50,7 @@ class PlaybackReport:
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, reason) -> messages
     clock_messages: int = 0                                            # /clock messages published
     read_error: str | None = None                                      # where and why reading stopped early
+    warnings: list[str] = field(default_factory=list)                  # what the bag says wrongly of itself
     interrupted: bool = False                                          # stopped by SIGINT / SIGTERM
     wall_duration_s: float = 0.0                                       # from the first message to the end
     first_log_ns: int | None = None
@@ -83,4 +84,6 @@ class PlaybackReport:
                 f"bag time {self.bag_duration_s:.3f} s in wall time {self.wall_duration_s:.3f} s")
         if self.read_error:
             line += f"; error: {self.read_error}"
+        if self.warnings:
+            line += "; " + "; ".join(self.warnings)
         return line

@@ -113,6 +113,7 @@ class RunRecorder:
         self.source_published: dict[str, int] = {}  # topic -> messages the source published (its final count)
         self.source_node = ""
         self.source_error: str | None = None  # why the source stopped early (a damaged bag)
+        self.source_warnings: list[str] = []  # what the bag says wrongly of itself (read all the same)
         self.bad_messages = 0
 
     def add_frame(self, record: FrameRecord) -> None:
@@ -133,6 +134,7 @@ class RunRecorder:
     def add_source_counts(self, counts: SourceCounts) -> None:
         self.source_node, self.source_published = counts.node, dict(counts.published)
         self.source_error = counts.error
+        self.source_warnings = list(counts.warnings)
 
     def transport_losses(self) -> dict[str, int]:
         """role -> messages the source published on the role's topic that the fusion node never
@@ -196,6 +198,6 @@ class RunRecorder:
         atomic_write_text(folder / "drops.json", json.dumps({
             "fusion_node": self.drops, "fusion_node_received": self.received, "fusion_node_topics": self.role_topics,
             "source_node": self.source_node, "source_published": self.source_published,
-            "source_error": self.source_error,
+            "source_error": self.source_error, "source_warnings": self.source_warnings,
             "lost_in_transport": self.transport_losses(),
             "undecodable_messages_seen_by_monitor": self.bad_messages}, indent=2) + "\n")

@@ -6,8 +6,10 @@ them, or damages the written files (truncation, metadata). Every case must end w
 and what was left out counted, or rc != 0 and a one-line error; never a traceback, and replay
 must always leave a report. Where both commands read the bag, they must agree on the frames
 made, on the messages dropped for bad content (decode errors, non-finite points, stamps out
-of order) and on where reading stopped when the storage is damaged (both salvage what precedes
-the damage and report the same ``source_error``). Used by tests/ros_nodes/test_fault_injection.py (a few seeded cases in CI) and
+of order), on where reading stopped when the storage is damaged (both salvage what precedes
+the damage and report the same ``source_error``) and on what the bag says wrongly of itself (a
+metadata.yaml type its storage contradicts: both read the stored type and report the same
+``source_warnings``). Used by tests/ros_nodes/test_fault_injection.py (a few seeded cases in CI) and
 benchmarks/fault_injection.py (every mutation over several seeds; the count goes in the README).
 """
 from __future__ import annotations
@@ -235,6 +237,8 @@ class Outcome:
     frames: int | None = None                 # frames made (evaluate) or fused (replay)
     drops: dict[str, int] = field(default_factory=dict)  # "<sensor>:<cause>" -> count
     source_error: str | None = None           # where and why reading the bag stopped early
+    warnings: list[str] = field(default_factory=list)    # what the bag says wrongly of itself
+    presence: dict[str, float] | None = None  # replay: share of fused frames each sensor was present in
     problems: list[str] = field(default_factory=list)    # what breaks the rules
 
 
@@ -262,6 +266,7 @@ def run_evaluate(bag: Path, out: Path, checkpoint: str = "models/default.pt") ->
         o.frames = report["exits"][-1]["all"]["n_frames"]
         o.drops = report["source_drops"]
         o.source_error = report["source_error"]
+        o.warnings = report.get("source_warnings", [])  # (absent from reports of older versions)
     _judge_exit(o)
     return o
 
@@ -276,6 +281,8 @@ def run_replay(bag: Path, out: Path) -> Outcome:
         o.frames = report["frames_fused"]
         o.drops = {k.replace(":sync:", ":"): v for k, v in report["drops"].items()}
         o.source_error = report["source_error"]
+        o.warnings = report.get("source_warnings", [])  # (absent from reports of older versions)
+        o.presence = report["sensor_presence"]
     elif not re.search(r"^dyn-fusion replay: .*", o.output, re.M) or p.returncode == 0:
         o.problems.append("replay: no report")
     _judge_exit(o)
@@ -288,8 +295,8 @@ COMPARED = re.compile(r":(decode_error:.*|nan_points|duplicate_stamp|out_of_orde
 
 
 def agreement(evaluate: Outcome, replay: Outcome) -> list[str]:
-    """Where both read the bag: the same frames, the same content drops and the same note of
-    where reading stopped early (a salvaged bag)."""
+    """Where both read the bag: the same frames, the same content drops, the same note of
+    where reading stopped early (a salvaged bag) and the same warnings (lying metadata)."""
     if evaluate.rc != 0 or replay.frames is None:
         return []
     problems = []
@@ -301,4 +308,6 @@ def agreement(evaluate: Outcome, replay: Outcome) -> list[str]:
         problems.append(f"drops: evaluate {a}, replay {b}")
     if evaluate.source_error != replay.source_error:
         problems.append(f"source_error: evaluate {evaluate.source_error!r}, replay {replay.source_error!r}")
+    if evaluate.warnings != replay.warnings:
+        problems.append(f"source_warnings: evaluate {evaluate.warnings!r}, replay {replay.warnings!r}")
     return problems

@@ -121,12 +121,21 @@ def source_error(data) -> str | None:
     return getattr(data, "source_error", None)
 
 
+def source_warnings(data) -> list[str]:
+    """What a bag says wrongly of itself and how it was read all the same (a metadata.yaml that
+    declares a topic with another type than its storage records: the storage's type was used),
+    one line each, in the words of a replay report's ``source_warnings``; [] for shard data."""
+    return list(getattr(data, "source_warnings", None) or [])
+
+
 def source_error_note(data) -> str:
-    """The paragraph an evaluation's markdown opens with when its source stopped early (as a
-    replay report's does), '' otherwise: frames cut off by damage are never lost silently."""
+    """The paragraphs an evaluation's markdown opens with when its source stopped early or
+    disagreed with itself (as a replay report's do), '' otherwise: frames cut off by damage are
+    never lost silently, and a bag read against its own metadata says so."""
     error = source_error(data)
-    return "" if error is None else (f"**The source stopped early**: {error}. Everything before that point was "
+    note = "" if error is None else (f"**The source stopped early**: {error}. Everything before that point was "
                                      f"evaluated and is reported below.\n\n")
+    return note + "".join(f"**The source disagrees with itself**: {w}.\n\n" for w in source_warnings(data))
 
 
 def spread_indices(n_total: int, n: int | None) -> list[int]:

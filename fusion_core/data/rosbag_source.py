@@ -63,6 +63,7 @@ from rosbags.highlevel import AnyReader
 
 from fusion_core.boxes import CLASS_NAMES, YAW, wrap_angle
 from fusion_core.data import ros_decode as rd
+from fusion_core.data.bag_metadata import metadata_mismatches, reader_paths
 from fusion_core.data.bag_salvage import BagReadError, salvage, stopped_reading, storage_files
 from fusion_core.data.geometry import rotate_vectors, transform_points
 from fusion_core.data.intrinsics import PinholeIntrinsics
@@ -121,7 +122,8 @@ def read_static_tf(path: str | Path, mapping: TopicMapping) -> StaticTfTree:
     """The static TF tree of a recording: every message on ``mapping.tf_static_topic`` (an empty
     tree when the bag has none; messages that fail to deserialise are skipped with a warning)."""
     tree = StaticTfTree()
-    with AnyReader([Path(path)], default_typestore=fallback_typestore()) as reader:
+    # (storage files alone when metadata.yaml lies about a type: see fusion_core.data.bag_metadata)
+    with AnyReader(reader_paths(Path(path)), default_typestore=fallback_typestore()) as reader:
         complete_typestore(reader)
         conns = [c for c in reader.connections if c.topic == mapping.tf_static_topic]
         if not conns:  # (AnyReader.messages reads every connection when given none)
@@ -209,7 +211,8 @@ class RosbagSource(Sequence[FusionSample]):
     ``assumed_identity_frames`` (frame ids taken as mounted at ``base_frame_id`` because the TF
     tree does not place them, in the order met; empty unless ``untransformed_frames: identity``);
     ``source_error`` (None, or where and why reading stopped early at damage: the samples are
-    those of the messages before it).
+    those of the messages before it); ``source_warnings`` (what the bag's metadata.yaml says
+    wrongly of it, each a line naming the topic and both types; the storage's type was used).
     """
 
     def __init__(self, path: str | Path, mapping: TopicMapping | str | Path):
@@ -221,6 +224,7 @@ class RosbagSource(Sequence[FusionSample]):
         self._warned: set[tuple[str, str]] = set()
         self._last_stamp: dict[str, int] = {}        # sensor role -> newest stamp taken (log order)
         self.source_error: str | None = None          # where and why reading stopped early (see _read)
+        self.source_warnings: list[str] = []          # what the bag says wrongly of itself (see _messages)
         m = self.mapping
         # topic -> roles (a topic may serve two roles, e.g. one CameraInfo for both cameras)
         roles: dict[str, list[str]] = {}
@@ -284,8 +288,15 @@ class RosbagSource(Sequence[FusionSample]):
         """(topic, type, log time, raw, deserialize) of every message in the bag, adding each
         topic to ``present``; BagReadError where reading stops early. A bag rosbags refuses to
         open is read front to back by bag_salvage (as replay's player does: same messages, same
-        order, same note), since rosbags needs the index at the end that a cut recording lacks."""
-        reader = AnyReader([self.path], default_typestore=fallback_typestore())
+        order, same note), since rosbags needs the index at the end that a cut recording lacks.
+        A metadata.yaml that declares a topic with another type than its storage records is
+        overruled by the storage (what the bytes are) and reported in ``source_warnings``, as
+        replay's player does (fusion_core.data.bag_metadata)."""
+        mismatches = metadata_mismatches(self.path)
+        for mismatch in mismatches:
+            self.source_warnings.append(mismatch.warning(self.path))
+            log.warning("%s", self.source_warnings[-1])
+        reader = AnyReader(reader_paths(self.path, mismatches), default_typestore=fallback_typestore())
         try:
             reader.open()
         except Exception as exc:  # noqa: BLE001 - AnyReader wraps storage errors in several types

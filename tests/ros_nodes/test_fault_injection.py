@@ -93,3 +93,34 @@ def test_a_bag_with_nothing_to_salvage_is_the_same_one_line_error_in_evaluate_an
         assert len(errors) == 1 and "no MCAP magic" in errors[0], outcome.output
         notes.append(errors[0].split(": nothing to ", 1)[1].split(": ", 1)[1])
     assert notes[0] == notes[1]
+
+
+def test_lying_metadata_is_played_with_the_stored_type_and_warned_about_as_evaluate_reads_it(good_bag, tmp_path):
+    """metadata.yaml declares the LiDAR clouds as Images: the player (no DDS here) creates its
+    publisher with the type the storage records and plays every cloud, and says so in the words
+    evaluate's reader uses."""
+    from fusion_core.data.rosbag_source import RosbagSource
+    from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
+
+    bag = mutate(good_bag, tmp_path / "bag", "metadata_lies_about_lidar", seed=7)
+    with BagMessages(bag) as messages:
+        assert messages.topics[T.LIDAR_TOPIC].msgtype == "sensor_msgs/msg/PointCloud2"  # what its publisher is
+        warnings = messages.warnings
+    assert played(bag) == (20, None)
+    source = RosbagSource(bag, TopicMapping.load(data_config_dir() / "sim_bag.yaml"))
+    assert len(warnings) == 1 and warnings == source.source_warnings
+    assert "declares /sensors/lidar/points as sensor_msgs/msg/Image" in warnings[0]
+    assert "storage records sensor_msgs/msg/PointCloud2" in warnings[0]
+
+
+def test_lying_metadata_gives_the_same_frames_and_warning_in_evaluate_and_replay(good_bag, tmp_path):
+    """Over DDS: replay's fusion node receives every LiDAR cloud (it used to get none: the
+    player published them under the declared Image type), as evaluate reads them."""
+    bag = mutate(good_bag, tmp_path / "bag", "metadata_lies_about_lidar", seed=7)
+    evaluate, replay = run_evaluate(bag, tmp_path), run_replay(bag, tmp_path)
+    problems = evaluate.problems + replay.problems + agreement(evaluate, replay)
+    assert not problems, (problems, evaluate.output[-1500:], replay.output[-1500:])
+    assert evaluate.rc == replay.rc == 0 and evaluate.frames == replay.frames == 20
+    assert replay.presence["lidar"] == 1.0
+    assert len(evaluate.warnings) == 1 and "sensor_msgs/msg/Image" in evaluate.warnings[0]
+    assert evaluate.source_error is None and replay.source_error is None

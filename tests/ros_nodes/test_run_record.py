@@ -19,8 +19,21 @@ def test_counts_round_trip_and_losses_are_published_minus_received():
     assert record.transport_losses() == {"imu": 0, "lidar": 2, "radar": 0}
 
 
+def test_the_sources_warnings_reach_the_run_record(tmp_path):
+    """A bag player's warning (lying metadata.yaml) goes into drops.json, where the report reads it."""
+    warning = "bag: metadata.yaml declares /lidar as sensor_msgs/msg/Image, but its storage records ..."
+    counts = decode_source_counts(encode_source_counts("bag_player", {"/lidar": 3}, None, [warning]))
+    assert counts.warnings == (warning,)
+    assert decode_source_counts(json.dumps({"node": "sim_node", "published": {}})).warnings == ()  # optional
+    record = RunRecorder()
+    record.add_source_counts(counts)
+    record.write(tmp_path)
+    assert json.loads((tmp_path / "drops.json").read_text())["source_warnings"] == [warning]
+
+
 @pytest.mark.parametrize("text, fragment", [
     ("not json", "not JSON"),
+    (json.dumps({"node": "n", "published": {}, "warnings": "one"}), "warnings must be a list"),
     (json.dumps([1, 2]), "expected"),
     (json.dumps({"node": "sim_node", "published": {"/a": -1}}), "non-negative"),
     (json.dumps({"node": "sim_node", "published": {"/a": 1.5}}), "non-negative"),

@@ -1,0 +1,107 @@
+"""A rosbag2 bag whose metadata.yaml declares a topic with another type than its storage records
+(the LiDAR clouds declared as Images): the storage is what the bytes are, so evaluate's bag
+reader reads every cloud with the stored type and says, in one line naming the topic and both
+types, that metadata.yaml disagrees; never the LiDAR silently absent, never "damaged". The
+decision lives in fusion_core.data.bag_metadata, which replay's player asks too
+(tests/ros_nodes/test_fault_injection.py checks the two agree)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from fusion_core.data import topics as T
+from fusion_core.data.bag_metadata import TypeMismatch, metadata_mismatches, reader_paths
+from fusion_core.data.open_source import open_source, source_error_note, source_warnings
+from fusion_core.data.ros_types import shared_typestore
+from fusion_core.data.rosbag_source import RosbagSource
+from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
+from sim.config import load_scenario, resolve_scenario
+from sim.session import simulate_to_path
+
+FRAMES = 8
+CLOUD, IMAGE = "sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/Image"
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lying") / "good"
+    simulate_to_path(load_scenario(resolve_scenario("default")), FRAMES, path, "bag", progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mapping():
+    return TopicMapping.load(data_config_dir() / "sim_bag.yaml")
+
+
+def as_db3(good, dst):
+    with AnyReader([good]) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=shared_typestore())
+                 for c in reader.connections}
+        for conn, log_ns, raw in reader.messages():
+            writer.write(conns[conn.id], log_ns, raw)
+    return dst
+
+
+def lie_about_lidar(bag):
+    """metadata.yaml declares the LiDAR topic an Image (its hash left as recorded, as a hand edit would)."""
+    meta = bag / "metadata.yaml"
+    info = yaml.safe_load(meta.read_text())
+    for t in info["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        if t["topic_metadata"]["name"] == T.LIDAR_TOPIC:
+            t["topic_metadata"]["type"] = IMAGE
+    meta.write_text(yaml.safe_dump(info))
+    return bag
+
+
+def expected_warning(bag) -> str:
+    return (f"{bag}: metadata.yaml declares {T.LIDAR_TOPIC} as {IMAGE}, but its storage records {CLOUD}; "
+            f"read as {CLOUD} (the type its bytes were written with)")
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_the_storage_type_wins_over_lying_metadata_and_the_disagreement_is_reported(good, mapping, tmp_path, storage):
+    honest = good if storage == "mcap" else as_db3(good, tmp_path / "honest")
+    bag = tmp_path / "lying"
+    shutil.copytree(honest, bag)
+    lie_about_lidar(bag)
+    with pytest.raises(Exception):  # the premise: rosbags, trusting metadata.yaml, refuses the bag
+        AnyReader([bag]).open()
+
+    assert metadata_mismatches(bag) == [TypeMismatch(T.LIDAR_TOPIC, IMAGE, CLOUD)]
+    assert reader_paths(bag) == [next(bag.glob("*.mcap" if storage == "mcap" else "*.db3"))]
+    source, truth = RosbagSource(bag, mapping), RosbagSource(honest, mapping)
+    assert len(source) == len(truth) == FRAMES
+    for i in range(FRAMES):  # every real cloud, decoded as the honest bag's
+        assert source[i].present("lidar"), source[i].absence
+        np.testing.assert_array_equal(source[i].lidar_xyzi, truth[i].lidar_xyzi)
+    assert dict(source.drops) == dict(truth.drops)  # nothing dropped for a "wrong type"
+    assert source.source_error is None  # not damaged: read to its end
+    assert source.source_warnings == [expected_warning(bag)]
+    assert source_warnings(open_source(bag)) == [expected_warning(bag)]  # what evaluate's JSON carries
+    assert source_error_note(source) == f"**The source disagrees with itself**: {expected_warning(bag)}.\n\n"
+
+
+def test_lying_metadata_on_a_cut_bag_is_warned_about_and_salvaged(good, mapping, tmp_path):
+    """No summary to read the channels from: they are taken from the records before the cut."""
+    bag = tmp_path / "cut"
+    bag.mkdir()
+    (bag / "metadata.yaml").write_bytes((good / "metadata.yaml").read_bytes())
+    data = next(good.glob("*.mcap")).read_bytes()
+    (bag / "cut.mcap").write_bytes(data[: int(len(data) * 0.6)])
+    lie_about_lidar(bag)
+    source = RosbagSource(bag, mapping)
+    assert 0 < len(source) < FRAMES and all(source[i].present("lidar") for i in range(len(source)))
+    assert source.source_warnings == [expected_warning(bag)]
+    assert "reading stopped at byte" in source.source_error
+
+
+def test_an_honest_bag_has_no_warning_and_is_opened_as_a_directory(good, mapping):
+    assert metadata_mismatches(good) == []
+    assert reader_paths(good) == [good]
+    assert RosbagSource(good, mapping).source_warnings == []
