@@ -55,6 +55,7 @@ from fusion_core.energy.profile import DeviceProfile, load_device_profile
 from fusion_core.exits.settings import ExitSettings
 from fusion_core.gates.frame_target import frame_target
 from fusion_core.gates.loss_gate import choose_configuration, pessimistic_loss
+from fusion_core.gates.modes import FALLBACK_CONFIGURATION, unfamiliar_input
 from fusion_core.gates.modules import gate_features, load_gates
 from fusion_core.gates.settings import GateSettings
 from fusion_core.metrics.average_precision import DetectionEvaluator
@@ -109,7 +110,8 @@ class _View:
             self.encoded = det.encode(self.batch.inputs)
             self.available = det.available_experts(self.encoded.present)  # (1, E)
             self.context = gates.context_head(self.batch.inputs)
-            self.member_losses = gates.loss_predictor.member_losses(gate_features(self.encoded, self.context))  # (1, M, C)
+            self.features = gate_features(self.encoded, self.context)  # (1, F)
+            self.member_losses = gates.loss_predictor.member_losses(self.features)  # (1, M, C)
         self.conf_available = (self.available[:, None, :] & gates.configuration_masks[None]).any(2)  # (1, C)
         self.condition = self.context.condition_names()[0]
         self.degraded = tuple(s for s, p in zip(DETECTION_SENSORS, self.context.degraded_prob[0].tolist()) if p > 0.5)
@@ -187,19 +189,25 @@ def _decide(fusion: DynamicFusion, run: Run, view: _View, visible: np.ndarray) -
         else:
             fusion.set_settings(run.settings)  # configuration_energy reads price_sensors from the settings
             energy = fusion.configuration_energy(view.available)
-            if mode == "loss":
-                loss = pessimistic_loss(view.member_losses, masks.all(1), run.settings.spread_weight,
-                                        run.settings.static_margin)
+            if mode == "loss" and unfamiliar_input(gates.loss_predictor.scaler, view.features, run.settings):
+                choice = None  # the loss gate's fallback: static fusion (FALLBACK_CONFIGURATION)
             else:
-                loss = view.true_loss(visible)
-            choice = int(choose_configuration(loss, view.conf_available, energy, run.settings.gamma,
-                                              run.settings.lam_per_j)[0])
+                if mode == "loss":
+                    loss = pessimistic_loss(view.member_losses, masks.all(1), run.settings.spread_weight,
+                                            run.settings.static_margin)
+                else:
+                    loss = view.true_loss(visible)
+                choice = int(choose_configuration(loss, view.conf_available, energy, run.settings.gamma,
+                                                  run.settings.lam_per_j)[0])
         if mode == "loss":
             components[CONTEXT_COMPONENT] += 1
             components[gate_component("loss")] += 1
             condition, degraded = view.condition, view.degraded
-        configuration = gates.configuration_names[choice]
-        active = view.available & masks[choice][None]
+        if choice is None:
+            configuration, active = FALLBACK_CONFIGURATION, view.available
+        else:
+            configuration = gates.configuration_names[choice]
+            active = view.available & masks[choice][None]
     for s in stems:
         components[stem_component(s)] += 1
     components[stem_component("imu")] += 1

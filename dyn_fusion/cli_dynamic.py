@@ -48,7 +48,7 @@ def add_commands(sub) -> None:
                    help="comma-separated labels of the default mode list to run (default: all of them)")
     p.add_argument("--lams", type=_float_list, default=None,
                    help="comma-separated λ of the loss and oracle columns, in the gates' target unit per joule "
-                        "(default 0,5,30,100 for detection_loss; detection_error lies in [0, 1]: try 0,0.5,2,5)")
+                        "(default 0,1,5,30 for detection_loss; detection_error lies in [0, 1]: try 0,0.5,2,5)")
     add_gate_options(p)
 
 
@@ -122,7 +122,14 @@ def train_gates_command(args) -> int:
 
 
 def compare_command(args) -> int:
-    from fusion_core.data.open_source import open_source, source_drops, source_error, source_error_note, spread_indices
+    from fusion_core.data.open_source import (
+        open_source,
+        source_drops,
+        source_error,
+        source_error_note,
+        source_warnings,
+        spread_indices,
+    )
     from fusion_core.energy.profile import load_device_profile
     from fusion_core.evaluation.compare import (
         compare_markdown,
@@ -170,7 +177,8 @@ def compare_command(args) -> int:
               f"  {e.cost['all'].latency_ms_median:6.1f} ms/frame")
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
-              "source_drops": source_drops(data), "source_error": source_error(data), "profile": profile.name,
+              "source_drops": source_drops(data), "source_error": source_error(data),
+              "source_warnings": source_warnings(data), "profile": profile.name,
               "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "cost_table_flops": table.to_json(),
               "modes": [{"settings": vars(m.settings), **e.to_json()} for m, e in zip(modes, evaluations)]}
@@ -183,7 +191,7 @@ def compare_command(args) -> int:
     (args.out / "compare.md").write_text(markdown)
     plot_pareto(evaluations, args.out / "pareto.png", profile.name)
     for e in evaluations:
-        if e.label.startswith(("attention k=2", "loss", "knowledge")):
+        if e.label.startswith(("attention k=3", "loss", "knowledge")):
             safe = e.label.replace(" ", "_").replace("=", "").replace("λ", "lam")
             plot_usage_heatmap(e, detector.expert_names, args.out / f"usage_{safe}.png")
     plot_exit_histogram(evaluations, args.out / "exit_histogram.png")
@@ -195,7 +203,7 @@ def compare_command(args) -> int:
 def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     """``dyn-fusion evaluate --gate MODE [--k --gamma --lam] [--exit-policy ...]``: one mode frame
     by frame (batch 1, as on the robot): mAP per condition, joules and ms per frame, usage."""
-    from fusion_core.data.open_source import source_drops, source_error, source_error_note
+    from fusion_core.data.open_source import source_drops, source_error, source_error_note, source_warnings
     from fusion_core.energy.profile import load_device_profile
     from fusion_core.evaluation.compare import (
         compare_markdown,
@@ -219,7 +227,8 @@ def evaluate_gate_command(args, detector, data, min_visibility: float) -> int:
     evaluation = evaluate_dynamic(fusion, data, mode_label(settings), profile, frames=frames, dropout_frames=dropout_frames,
                                   min_visibility=min_visibility)
     report = {"checkpoint": str(args.checkpoint), "gates": str(args.gates), "data": str(args.data),
-              "source_drops": source_drops(data), "source_error": source_error(data), "profile": profile.name,
+              "source_drops": source_drops(data), "source_error": source_error(data),
+              "source_warnings": source_warnings(data), "profile": profile.name,
               "exit_policy": exit_settings.policy, "n_frames": len(frames),
               "dropout_frames": len(dropout_frames), "min_visibility": min_visibility, "settings": vars(settings),
               **evaluation.to_json()}

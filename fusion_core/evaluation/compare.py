@@ -25,7 +25,7 @@ def mode_label(settings: GateSettings) -> str:
     return GATES[settings.mode].label(settings)
 
 
-def default_modes(k_values: Sequence[int] = (1, 2, 3, 7), lams_per_j: Sequence[float] = (0.0, 5.0, 30.0, 100.0),
+def default_modes(k_values: Sequence[int] = (1, 2, 3, 7), lams_per_j: Sequence[float] = (0.0, 1.0, 5.0, 30.0),
                   gamma: float = 0.5) -> list[CompareMode]:
     """Every registered gate, in ``GATES`` order, with the settings it is compared at
     (``Gate.compare_settings``: attention per k, loss and oracle per λ at ``gamma``)."""

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 FALLBACK_CONFIGURATION = "static:unfamiliar_input"
 
 
-def _unfamiliar(scaler, features: torch.Tensor, settings: GateSettings) -> bool:
+def unfamiliar_input(scaler, features: torch.Tensor, settings: GateSettings) -> bool:
     """The frame's (1, F) gate features are far from the training frames': mean squared z-score
     under the gate's own feature scaler above ``settings.ood_z2``. A learned gate extrapolates
     there (measured: a frozen IMU gives about 13000 and sends the attention gate from 0.69 to 0.23
@@ -103,7 +103,7 @@ class TopKAttentionGate(Gate):
 
         attention = frame.setup.gates.attention
         features = gate_features(frame.encode(), frame.context)
-        if _unfamiliar(attention.scaler, features, frame.settings):
+        if unfamiliar_input(attention.scaler, features, frame.settings):
             return frame.static_decision(frame.available, FALLBACK_CONFIGURATION)
         scores = attention(features)
         if frame.settings.attention_weights == "static":
@@ -160,7 +160,7 @@ class LossGate(_ConfigurationGate):
         predictor = frame.setup.gates.loss_predictor
         settings = frame.settings
         features = gate_features(frame.encode(), frame.context)
-        if _unfamiliar(predictor.scaler, features, settings):
+        if unfamiliar_input(predictor.scaler, features, settings):
             return frame.static_decision(frame.available, FALLBACK_CONFIGURATION)
         every_expert = frame.setup.gates.configuration_masks.all(1)  # (C,) the static configuration(s)
         return self.choose(frame, pessimistic_loss(predictor.member_losses(features), every_expert,

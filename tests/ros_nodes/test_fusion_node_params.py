@@ -31,7 +31,8 @@ from tests.ros_nodes.dds import fresh_domain_id
 
 REPO = Path(__file__).resolve().parents[2]
 # The names configs/vehicle.yaml, the README and `dyn-fusion up --set` use: they must not change.
-SETTINGS_PARAMETERS = {"gate_mode", "k", "gamma", "lam_per_j", "price_sensors", "attention_weights", "ood_z2", "static_margin",
+SETTINGS_PARAMETERS = {"gate_mode", "k", "gamma", "lam_per_j", "price_sensors", "attention_weights", "ood_z2", "spread_weight",
+                       "static_margin",
                        "exit_policy", "exit_threshold", "exit_budget", "exit_lam", "deadline_ms"}
 
 

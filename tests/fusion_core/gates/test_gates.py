@@ -3,6 +3,7 @@ gradients, the loss gate's lambda trades loss for energy, skipped stems and expe
 called, and the gates train, save and load."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,9 +20,9 @@ from fusion_core.gates.config import load_gates_config
 from fusion_core.gates.context_head import ContextEstimate
 from fusion_core.gates.knowledge import expert_sensor_matrix, knowledge_active
 from fusion_core.gates.loss_gate import choose_configuration, configuration_sensor_j
-from fusion_core.gates.modules import GateModules, load_gates, save_gates
+from fusion_core.gates.modules import GateModules, gate_feature_size, gate_features, load_gates, save_gates
 from fusion_core.gates.settings import GateSettings
-from fusion_core.gates.training import train_gates
+from fusion_core.gates.training import gate_training_frames, train_gates
 from fusion_core.model.batch import BatchCollator
 from fusion_core.model.config import load_model_config
 from fusion_core.model.detector import FusionDetector
@@ -159,6 +160,38 @@ def test_gates_train_and_round_trip(trained, tmp_path):
         load_gates(tmp_path / "bad.pt", detector.config)
 
 
+def test_the_loss_predictor_members_learn_from_different_resamples(trained):
+    detector, gates, source, _report = trained
+    predictor = gates.loss_predictor
+    assert len(predictor.members) == gates.config.training.loss_predictor_members > 1
+    inputs = BatchCollator(detector.config)([source[i] for i in (0, 9, 17)]).inputs
+    with torch.no_grad():
+        members = predictor.member_losses(gate_features(detector.encode(inputs), gates.context_head(inputs)))
+    assert members.shape == (3, len(predictor.members), len(gates.configuration_names))
+    # bootstrap resamples and their own initialisation: the members disagree somewhat, and the
+    # gate's prediction is their mean
+    assert float(members.std(1).mean()) > 1e-3
+    torch.testing.assert_close(predictor(gate_features(detector.encode(inputs), gates.context_head(inputs))),
+                               members.mean(1))
+
+
+def test_the_gates_see_the_imu_and_train_on_frames_without_it(trained):
+    detector, gates, source, _report = trained
+    sample = source[5]
+    collate = BatchCollator(detector.config)
+    with torch.no_grad():
+        with_imu, without = (gate_features(detector.encode(x), gates.context_head(x))
+                             for x in (collate([sample]).inputs, collate([sample.without("imu", "test")]).inputs))
+    assert with_imu.shape == without.shape == (1, gate_feature_size(detector.config))
+    assert float(with_imu[0, -1]) == 1.0 and float(without[0, -1]) == 0.0  # the presence flag
+    assert not torch.equal(with_imu[0, -1 - detector.config.imu_context_channels:-1],
+                           without[0, -1 - detector.config.imu_context_channels:-1])  # the IMU context
+    frames = gate_training_frames([sample] * 400, 400, 0.0, 0.0, seed=3, imu_dropout_prob=0.25)
+    share = np.mean([not f.present("imu") for f in frames])
+    assert 0.18 < share < 0.32
+    assert all(f.present("imu") for f in gate_training_frames([sample] * 50, 50, 0.0, 0.0, seed=3))
+
+
 def test_detection_error_target_trains_the_loss_gate_and_steers_the_oracle(tiny_shards):
     """With ``loss_target: detection_error`` the loss table is 1 - F1 in [0, 1], and the oracle
     at λ = 0 runs the configuration with the lowest true error on the frame."""
@@ -291,7 +324,7 @@ def test_train_gates_and_compare_commands(tiny_shards, tmp_path):
     assert cli_main(["train-gates", "--checkpoint", str(ckpt), "--config", "configs/gates/tiny.yaml",
                      "--data", str(tiny_shards), "--out", str(gates)]) == 0
     out = tmp_path / "compare"
-    modes = "static,late,knowledge,attention k=1,attention k=2,loss λ=0,oracle λ=0"
+    modes = "static,late,knowledge,attention k=1,attention k=2,attention k=3,loss λ=0,oracle λ=0"
     assert cli_main(["compare", "--checkpoint", str(ckpt), "--gates", str(gates), "--data", str(tiny_shards),
                      "--out", str(out), "--max-frames", "6", "--dropout-every", "3", "--modes", modes]) == 0
     report = json.loads((out / "compare.json").read_text())
@@ -299,14 +332,14 @@ def test_train_gates_and_compare_commands(tiny_shards, tmp_path):
     assert list(by_label) == modes.split(",")
     j = {label: m["cost"]["all"]["compute_j_per_frame"] for label, m in by_label.items()}
     assert j["knowledge"] < j["static"]  # one expert (lidar_radar) and two stems instead of all of them
-    assert j["attention k=1"] < j["attention k=2"] < j["static"]
+    assert j["attention k=1"] < j["attention k=2"] < j["attention k=3"] < j["static"]
     for label in ("attention k=1", "attention k=2"):
         k = int(label[-1])
         assert sum(by_label[label]["usage"]["all"].values()) == pytest.approx(k)
     assert {"dropout:lidar", "dropout:radar", "dropout:rgb", "dropout:depth"} <= set(by_label["static"]["metrics"])
     assert by_label["static"]["usage"]["dropout:lidar"]["lidar"] == 0.0
     assert "| group | frames | static | late |" in (out / "compare.md").read_text()
-    for plot in ("pareto.png", "exit_histogram.png", "usage_attention_k2.png"):
+    for plot in ("pareto.png", "exit_histogram.png", "usage_attention_k3.png"):  # the default k
         assert (out / plot).stat().st_size > 1000
 
     # Budgeted exits from the gates' calibration: half the head's compute on average.
