@@ -20,8 +20,8 @@ ATTENTION_WEIGHTS: tuple[str, ...] = ("static", "gate")
 class GateSettings:
     mode: str = param("static", "which gate decides the experts (oracle: offline only, reads ground truth)",
                       choices=tuple(GATES))
-    k: int = param(3, "attention: experts kept per frame (top-k); 3 kept every held-out fault-mix row within 0.02 of "
-                   "static (README), 2 saves more and did not", lo=1, hi=64)
+    k: int = param(3, "attention: experts kept per frame (top-k); 3 held the README's fault-mix rows within 0.02 of "
+                   "static, 2 saves more compute and lost up to 0.09 there", lo=1, hi=64)
     gamma: float = param(0.5, "loss/oracle: keep configurations whose (predicted) loss is within gamma of the best", lo=0.0)
     lam_per_j: float = param(0.0, "loss/oracle: loss units traded per joule of compute (0 = best predicted loss)", lo=0.0)
     price_sensors: bool = param(False, "loss/oracle: lam_per_j also prices the sensors each configuration keeps on "

@@ -161,11 +161,11 @@ def fit_loss_predictor(gates: GateModules, features: torch.Tensor, loss_table: t
     predictor.scaler.fit(features)
     n = features.shape[0]
     rng = np.random.default_rng([seed, 0xB007])
+    x = predictor.scaler(features)
     history: list[float] = []
     for m, member in enumerate(predictor.members):
         counts = np.ones(n) if m == 0 else np.bincount(rng.integers(0, n, n), minlength=n)
         weight = available.float() * torch.as_tensor(counts, dtype=torch.float32)[:, None]
-        x = predictor.scaler(features)
 
         def loss_of(member=member, weight=weight, x=x) -> torch.Tensor:
             err = torch.nn.functional.huber_loss(member(x), loss_table, reduction="none", delta=1.0)
