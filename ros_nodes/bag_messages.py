@@ -51,7 +51,7 @@ from rosbags.interfaces import ConnectionExtRosbag1, QosDurability
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
-from fusion_core.data.bag_metadata import metadata_mismatches, reader_paths
+from fusion_core.data.bag_metadata import bag_information, metadata_mismatches, reader_paths
 from fusion_core.data.bag_salvage import (
     BagReadError,
     SalvagedMessage,
@@ -144,12 +144,12 @@ def _latched(ext: Any) -> bool:
 
 
 def _metadata_topics(path: Path) -> dict[str, TopicInfo]:
-    """Topics listed in a rosbag2 ``metadata.yaml`` ({} when it is missing or unreadable)."""
-    meta = path / "metadata.yaml" if path.is_dir() else None
-    if meta is None or not meta.is_file():
+    """Topics listed in a rosbag2 ``metadata.yaml`` ({} when it is missing or lists none; a file
+    that is not safe YAML is a one-line ConfigError, as in ``evaluate``)."""
+    info = bag_information(path) if path.is_dir() else None
+    if info is None:
         return {}
     try:
-        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
         out = {}
         for entry in info.get("topics_with_message_count") or ():
             t = entry["topic_metadata"]
@@ -157,7 +157,7 @@ def _metadata_topics(path: Path) -> dict[str, TopicInfo]:
             latched = latched_from_qos_yaml(qos if isinstance(qos, str) else yaml.safe_dump(qos or []))
             out[t["name"]] = TopicInfo(t["name"], ros2_type_name(t["type"]), latched)
         return out
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return {}
 
 

@@ -21,8 +21,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from fusion_core.config_io import read_yaml
 from fusion_core.data.bag_salvage import SalvageStopped, salvage_mcap, storage_files
 
 
@@ -40,18 +39,31 @@ class TypeMismatch:
                 f"{self.stored}; read as {self.stored} (the type its bytes were written with)")
 
 
+def bag_information(path: Path) -> dict | None:
+    """The ``rosbag2_bagfile_information`` mapping of the bag directory ``path``'s metadata.yaml;
+    None when there is no such file or mapping. The file is parsed with the project's guarded
+    reader (``config_io.read_yaml``): metadata.yaml is input like any config, and an alias bomb,
+    absurd nesting or non-UTF-8 text in it is a one-line ConfigError instead of gigabytes or a
+    traceback."""
+    meta = Path(path) / "metadata.yaml"
+    if not meta.is_file():
+        return None
+    info = read_yaml(meta)
+    info = info.get("rosbag2_bagfile_information") if isinstance(info, dict) else None
+    return info if isinstance(info, dict) else None
+
+
 def declared_types(path: Path) -> dict[str, str]:
     """topic -> type declared in a rosbag2 ``metadata.yaml``; {} when there is none or it cannot
     be read (rosbags reports a damaged metadata file itself, and a storage file given alone has
     no metadata to disagree with)."""
-    meta = Path(path) / "metadata.yaml"
-    if not meta.is_file():
+    info = bag_information(path)
+    if info is None:
         return {}
     try:
-        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
         return {str(e["topic_metadata"]["name"]): str(e["topic_metadata"]["type"])
                 for e in info.get("topics_with_message_count") or ()}
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return {}
 
 
@@ -65,7 +77,7 @@ def _mcap_types(file: Path) -> dict[str, set[str]]:
     try:
         with open(file, "rb") as f:
             summary = make_reader(f).get_summary()
-    except Exception:  # noqa: BLE001 - the mcap reader raises several types for a damaged file
+    except Exception:
         summary = None
     if summary is not None:
         for ch in summary.channels.values():

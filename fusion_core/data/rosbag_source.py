@@ -58,27 +58,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from rosbags.highlevel import AnyReader
 
 from fusion_core.boxes import CLASS_NAMES, YAW, wrap_angle
+from fusion_core.config_io import ConfigError
 from fusion_core.data import ros_decode as rd
-from fusion_core.data.bag_metadata import metadata_mismatches, reader_paths
+from fusion_core.data.bag_metadata import bag_information, metadata_mismatches, reader_paths
 from fusion_core.data.bag_salvage import BagReadError, salvage, stopped_reading, storage_files
 from fusion_core.data.geometry import rotate_vectors, transform_points
 from fusion_core.data.intrinsics import PinholeIntrinsics
 from fusion_core.data.ros_types import ros2_typestore
 from fusion_core.data.sample import CameraGeometry, FusionSample
-from fusion_core.config_io import ConfigError
 from fusion_core.data.static_tf import StaticTfError, StaticTfTree
 from fusion_core.data.topic_mapping import TopicMapping
 from fusion_core.vocabulary import (
     CAMERA_INFO_TYPE,
     CAMERAS,
     DECODE_ERROR,
-    DUPLICATE_STAMP,
     DETECTION_SENSORS,
     DROPPED_BY_FAULT,
+    DUPLICATE_STAMP,
     NO_CAMERA_INFO,
     NO_MESSAGE,
     NOT_RECORDED,
@@ -131,7 +130,7 @@ def read_static_tf(path: str | Path, mapping: TopicMapping) -> StaticTfTree:
         for conn, _, raw in reader.messages(connections=conns):
             try:
                 tree.add_message(reader.deserialize(raw, conn.msgtype))
-            except Exception as exc:  # noqa: BLE001 - a damaged TF message adds nothing
+            except Exception as exc:
                 log.warning("%s: a %s message could not be read: %s", path, mapping.tf_static_topic, exc)
     return tree
 
@@ -139,13 +138,10 @@ def read_static_tf(path: str | Path, mapping: TopicMapping) -> StaticTfTree:
 def _custom_data(path: Path) -> dict[str, str]:
     """rosbag2 ``metadata.yaml`` custom_data (key -> string), {} for other bags. Read from the
     file itself: rosbags keeps it only on private reader attributes."""
-    meta = path / "metadata.yaml"
-    if not meta.is_file():
-        return {}
+    info = bag_information(path)
     try:
-        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
-        return {str(k): str(v) for k, v in (info.get("custom_data") or {}).items()}
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return {} if info is None else {str(k): str(v) for k, v in (info.get("custom_data") or {}).items()}
+    except (TypeError, AttributeError):
         return {}  # AnyReader reports a damaged metadata file itself
 
 
@@ -299,7 +295,7 @@ class RosbagSource(Sequence[FusionSample]):
         reader = AnyReader(reader_paths(self.path, mismatches), default_typestore=fallback_typestore())
         try:
             reader.open()
-        except Exception as exc:  # noqa: BLE001 - AnyReader wraps storage errors in several types
+        except Exception as exc:
             if not storage_files(self.path)[1]:  # a ROS 1 bag or no storage file: nothing to walk
                 reason = " ".join(str(exc).split()) or type(exc).__name__
                 raise DamagedBagError(f"{self.path}: rosbags cannot read this bag ({reason})") from None
@@ -320,7 +316,7 @@ class RosbagSource(Sequence[FusionSample]):
                     conn, log_ns, raw = next(messages)
                 except StopIteration:
                     return
-                except Exception as exc:  # noqa: BLE001 - rosbags raises several types for one cause
+                except Exception as exc:
                     raise stopped_reading(self.path, count, last_ns, exc) from None
                 count, last_ns = count + 1, log_ns
                 yield conn.topic, conn.msgtype, log_ns, raw, reader.deserialize
@@ -331,7 +327,7 @@ class RosbagSource(Sequence[FusionSample]):
         """One message of a mapped topic into the streams of its roles."""
         try:
             msg = deserialize(raw, msgtype)
-        except Exception as exc:  # noqa: BLE001 - any failure here means a damaged message
+        except Exception as exc:
             msg, error = None, exc
         for role in rs:
             if msg is None:

@@ -14,8 +14,9 @@ import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from fusion_core.config_io import ConfigError
 from fusion_core.data import topics as T
-from fusion_core.data.bag_metadata import TypeMismatch, metadata_mismatches, reader_paths
+from fusion_core.data.bag_metadata import TypeMismatch, bag_information, metadata_mismatches, reader_paths
 from fusion_core.data.open_source import open_source, source_error_note, source_warnings
 from fusion_core.data.ros_types import shared_typestore
 from fusion_core.data.rosbag_source import RosbagSource
@@ -105,3 +106,16 @@ def test_an_honest_bag_has_no_warning_and_is_opened_as_a_directory(good, mapping
     assert metadata_mismatches(good) == []
     assert reader_paths(good) == [good]
     assert RosbagSource(good, mapping).source_warnings == []
+
+
+def test_a_metadata_file_that_is_an_alias_bomb_is_a_one_line_error_before_it_expands(tmp_path):
+    """metadata.yaml is input like any config: read through the guarded YAML reader, so nine
+    levels of ten-fold aliases (10^9 values) are refused, not expanded (issue 17's anchor bomb)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    lines += ["rosbag2_bagfile_information: {version: 8, custom_data: {bomb: *a9}}"]
+    (tmp_path / "metadata.yaml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="metadata.yaml") as info:
+        bag_information(tmp_path)
+    assert "\n" not in str(info.value)
+    assert bag_information(tmp_path / "missing") is None
