@@ -31,6 +31,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 from fusion_core.data import topics as T
 from fusion_core.data.ros_types import shared_typestore
+from tests.bag_copies import overwrite_db3_tail
 
 REPO = Path(__file__).resolve().parents[1]
 LIDAR, RADAR, RGB, DEPTH, IMU = T.LIDAR_TOPIC, T.RADAR_TOPIC, T.RGB_IMAGE_TOPIC, T.DEPTH_IMAGE_TOPIC, T.IMU_TOPIC
@@ -138,11 +139,7 @@ def _truncate_file(fraction: float):
 
 
 def _overwrite_db3_tail(bag: Path, rng: np.random.Generator) -> None:
-    """The last third of the sqlite3 file overwritten (a recorder killed while sqlite rewrote pages)."""
-    db = next(bag.glob("*.db3"))
-    data = db.read_bytes()
-    keep = len(data) * 2 // 3
-    db.write_bytes(data[:keep] + b"\xff" * (len(data) - keep))
+    overwrite_db3_tail(bag)
 
 
 def _metadata(kind: str):

@@ -23,11 +23,9 @@ from mcap.reader import make_reader
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag1 import Writer as Writer1
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from fusion_core.data import ros_decode as rd
-from fusion_core.data.ros_types import shared_typestore
 from ros_nodes import ros_io
 from ros_nodes.bag_messages import (
     SENSOR_TYPES,
@@ -43,6 +41,7 @@ from ros_nodes.playback import PlaybackClock, PlaybackReport
 from sim.config import LidarConfig, SensorSuiteConfig
 from sim.simulator import Simulator
 from sim.writers.rosbag import write_bag
+from tests.bag_copies import copy_bag, overwrite_db3_tail
 from tests.conftest import straight_scenario
 from tests.ros_nodes.dds import REPO, Listener, fresh_domain_id, node_process
 
@@ -241,14 +240,7 @@ def test_truncated_mcap_yields_the_intact_messages_then_says_where_it_stopped(si
 
 def test_db3_with_a_damaged_tail_yields_the_rows_before_the_damage(sim_bag, tmp_path):
     db_bag = tmp_path / "sqlite_bag"
-    with Reader(sim_bag) as reader, Writer(db_bag, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=shared_typestore())
-                 for c in reader.connections}
-        for conn, log_ns, raw in reader.messages():
-            writer.write(conns[conn.id], log_ns, raw)
-    db = next(db_bag.glob("*.db3"))
-    data = db.read_bytes()
-    db.write_bytes(data[: len(data) * 2 // 3] + b"\xff" * (len(data) - len(data) * 2 // 3))  # overwrite the tail
+    overwrite_db3_tail(copy_bag(sim_bag, db_bag))
     full = recorded(sim_bag)
     got = []
     with pytest.raises(BagReadError, match=r"reading stopped after message row \d+: sqlite: .*malformed"):

@@ -18,6 +18,7 @@ from fusion_core.data.rosbag_source import DamagedBagError, RosbagSource
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
 from sim.config import load_scenario, resolve_scenario
 from sim.session import simulate_to_path
+from tests.bag_copies import copy_bag, overwrite_db3_tail
 
 FRAMES = 12
 
@@ -40,19 +41,6 @@ def cut(good, dst, fraction: float):
     (dst / "metadata.yaml").write_bytes((good / "metadata.yaml").read_bytes())
     data = next(good.glob("*.mcap")).read_bytes()
     (dst / "cut.mcap").write_bytes(data[: int(len(data) * fraction)])
-    return dst
-
-
-def as_db3_with_damaged_tail(good, dst):
-    """The bag rewritten as sqlite3, the last third of its file overwritten."""
-    with AnyReader([good]) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=shared_typestore())
-                 for c in reader.connections}
-        for conn, log_ns, raw in reader.messages():
-            writer.write(conns[conn.id], log_ns, raw)
-    db = next(dst.glob("*.db3"))
-    data = db.read_bytes()
-    db.write_bytes(data[: len(data) * 2 // 3] + b"\xff" * (len(data) - len(data) * 2 // 3))
     return dst
 
 
@@ -89,7 +77,7 @@ def test_a_cut_mcap_gives_every_frame_before_the_cut_and_says_where_reading_stop
 
 
 def test_a_db3_with_a_damaged_tail_gives_the_frames_of_the_rows_before_the_damage(good, mapping, tmp_path):
-    bag = as_db3_with_damaged_tail(good, tmp_path / "db3")
+    bag = overwrite_db3_tail(copy_bag(good, tmp_path / "db3"))
     messages, scans, _ = walked(bag)
     source = RosbagSource(bag, mapping)
     assert 0 < len(source) == scans < FRAMES

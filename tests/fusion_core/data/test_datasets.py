@@ -34,6 +34,7 @@ from sim.simulator import Simulator
 from sim.writers.rosbag import RosbagWriter
 from sim.writers.shards import ShardWriter
 from tests.conftest import straight_scenario
+from tests.bag_copies import copy_bag
 
 ROOT = Path(__file__).resolve().parents[3]
 SIM_MAPPING = ROOT / "configs" / "data" / "sim_bag.yaml"
@@ -64,23 +65,9 @@ def run(tmp_path_factory):
     with ShardWriter(root / "shards", sim, frames_per_shard=5, imu_window_s=IMU_WINDOW_S) as shards:
         for f in frames:
             shards.write_frame(f)
-    copy_to_sqlite(root / "bag", root / "bag_sqlite")
+    copy_bag(root / "bag", root / "bag_sqlite")
     return {"sim": sim, "frames": frames, "bag": root / "bag", "shards": root / "shards",
             "sqlite": root / "bag_sqlite"}
-
-
-def copy_to_sqlite(src: Path, dst: Path) -> None:
-    """Copy every message (raw CDR, same log times) and the custom data into a sqlite3 rosbag2."""
-    store = shared_typestore()
-    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        import yaml
-
-        custom = yaml.safe_load((src / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["custom_data"]
-        for key, value in custom.items():
-            writer.set_custom_data(key, value)
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
-        for conn, log_ns, raw in reader.messages():
-            writer.write(conns[conn.id], log_ns, raw)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from fusion_core.data.rosbag_source import RosbagSource
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
 from sim.config import load_scenario, resolve_scenario
 from sim.session import simulate_to_path
+from tests.bag_copies import copy_bag
 
 FRAMES = 8
 CLOUD, IMAGE = "sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/Image"
@@ -38,15 +39,6 @@ def good(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mapping():
     return TopicMapping.load(data_config_dir() / "sim_bag.yaml")
-
-
-def as_db3(good, dst):
-    with AnyReader([good]) as reader, Writer(dst, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=shared_typestore())
-                 for c in reader.connections}
-        for conn, log_ns, raw in reader.messages():
-            writer.write(conns[conn.id], log_ns, raw)
-    return dst
 
 
 def lie_about_lidar(bag):
@@ -67,7 +59,7 @@ def expected_warning(bag) -> str:
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_the_storage_type_wins_over_lying_metadata_and_the_disagreement_is_reported(good, mapping, tmp_path, storage):
-    honest = good if storage == "mcap" else as_db3(good, tmp_path / "honest")
+    honest = good if storage == "mcap" else copy_bag(good, tmp_path / "honest")
     bag = tmp_path / "lying"
     shutil.copytree(honest, bag)
     lie_about_lidar(bag)
