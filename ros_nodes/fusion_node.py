@@ -41,6 +41,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 
 from fusion_core.config_io import ConfigError, param, parameter_names
+from fusion_core.data.ros_decode import MAX_CLOUD_POINTS
 from fusion_core.data.shard_source import ShardSource
 from fusion_core.data.static_tf import StaticTfTree, load_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
@@ -91,7 +92,8 @@ class FusionNodeConfig:
     energy_profile: str = param("jetson_orin", "device energy profile: configs/energy/<name>.yaml or a path")
     frame_period_s: float = param(0.1, "sensor frame period: a sensor's energy per frame is its power x this",
                                   lo=1e-3, hi=10.0)
-    max_cloud_points: int = param(500_000, "larger point clouds are dropped (counted), not processed", lo=1)
+    max_cloud_points: int = param(MAX_CLOUD_POINTS, "larger point clouds are dropped (counted), not processed "
+                                  "(evaluate reads bags with the default)", lo=1)
     process_every_frame: bool = param(False, "never skip a frame, even when behind (replays that evaluate)")
     slow_frame_ms: float = param(150.0, "sensor stamp -> publish above this is a slow frame (health WARN)", lo=0.0)
     slow_frames_for_error: int = param(10, "this many slow frames in a row: health ERROR", lo=1)

@@ -13,6 +13,12 @@ Accounting: every sensor message handed to :meth:`accept` is, at any time, in ex
 ``no_camera_info``, ``overload`` for frames superseded before they could run). ``nan_points``
 counts points, not messages (the rest of the cloud is used). Camera info messages are state:
 ``used`` when they decode, else a ``decode_error:camera_info:<what>`` drop.
+
+A message of the pivot role (the LiDAR, normally) whose header reads but whose content does not
+decode still defines its frame: the frame runs with that sensor absent (``decode_error:<what>``,
+counted when the frame runs, as ``no_camera_info`` is), so one damaged cloud costs the frame its
+LiDAR, not the whole frame. The offline bag reader (``RosbagSource``) makes the same frame, so
+``evaluate`` and ``replay`` of a bag agree. Other roles' undecodable messages are dropped at once.
 """
 from __future__ import annotations
 
@@ -78,8 +84,10 @@ class DecodedMessage:
     """A sensor message as numbers in its own frame (what the synchroniser holds)."""
 
     frame_id: str
-    payload: Any           # (N, C) float32 points, (H, W[, 3]) image or (6,) IMU sample
+    payload: Any           # (N, C) float32 points, (H, W[, 3]) image or (6,) IMU sample; None when broken
     received_ns: int       # wall time [ns] the node received it (time.time_ns())
+    error: str | None = None  # why the content could not be decoded (``decode_error:<what>``), else None
+    error_detail: str = ""    # the decoder's message, for the log
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ class FusionPipeline:
 
     def __init__(self, fusion: DynamicFusion, mapping: TopicMapping, synchroniser: StampSynchroniser,
                  calibration: StaticTfTree, profile: DeviceProfile, frame_period_s: float = 0.1,
-                 max_cloud_points: int = 500_000, power: SensorPowerManager | None = None):
+                 max_cloud_points: int = rd.MAX_CLOUD_POINTS, power: SensorPowerManager | None = None):
         if fusion.cost_table is None:
             raise ValueError("the fusion pipeline needs a DynamicFusion with a cost table (energy per frame)")
         self.fusion, self.mapping, self.sync = fusion, mapping, synchroniser
@@ -160,6 +168,12 @@ class FusionPipeline:
             decoded = self._decode(role, msg, received_ns)
         except rd.DecodeError as exc:
             what = f"camera_info:{exc.what}" if role in CAMERA_INFO_ROLES and exc.what != "camera_info" else exc.what
+            if role == self.sync.pivot and role != "imu":
+                # the frame is still there, only this sensor is not (see the module doc)
+                decoded = DecodedMessage(msg.header.frame_id, None, received_ns, f"{DECODE_ERROR}:{what}", str(exc))
+                frames = self.sync.add(role, rd.stamp_ns(msg.header), decoded)
+                self._count_sync_drops()
+                return self._ready(frames)
             self._drop(sensor, f"{DECODE_ERROR}:{what}", str(exc))
             return []
         if role in CAMERA_INFO_ROLES:
@@ -204,12 +218,9 @@ class FusionPipeline:
             return rd.decode_camera_info(msg)
         frame_id = msg.header.frame_id
         if role in ("lidar", "radar"):
-            n_points = int(msg.width) * int(msg.height)
-            if n_points > self.max_cloud_points:
-                raise rd.DecodeError("too_many_points", f"{n_points} points > max_cloud_points {self.max_cloud_points}")
             columns = ("x", "y", "z", m.lidar_intensity_field) if role == "lidar" else \
                 ("x", "y", "z", m.radar_doppler_field, m.radar_rcs_field)
-            points, n_nan = rd.decode_cloud(msg, columns)
+            points, n_nan = rd.decode_cloud(msg, columns, self.max_cloud_points)
             if n_nan:
                 # points, not messages: the cloud itself is used
                 self._drop(role, NAN_POINTS, f"{n_nan} points with a non-finite value", n_nan)
@@ -232,6 +243,10 @@ class FusionPipeline:
         for role, msg in frame.messages.items():
             if role == "imu":
                 continue  # the IMU is read as a window below
+            if msg.error is not None:  # a pivot message that defined the frame but did not decode
+                absence[role] = msg.error
+                self._drop(role, msg.error, msg.error_detail)
+                continue
             base_from = self._placement(role, msg.frame_id)
             if base_from is None:
                 absence[role] = NO_CALIBRATION

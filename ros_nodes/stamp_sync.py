@@ -35,7 +35,10 @@ Accounting: every message received either joins exactly one emitted frame, is st
 checked in this order at arrival:
 
     duplicate_stamp  same role and stamp as a recently accepted message
-    out_of_order     older than the last emitted pivot minus tolerance: fits no frame left
+    out_of_order     older than the newest accepted message of its role (its stream went back in
+                     time: the offline bag reader drops it by the same rule, so evaluate and
+                     replay make the same frames), or older than the last emitted pivot minus
+                     tolerance: fits no frame left
     late             within tolerance of the last emitted pivot but not newer than it: its frame is gone
 
 and later:
@@ -369,6 +372,8 @@ class StampSynchroniser:
     def _reject_cause(self, role: str, stamp: int) -> str | None:
         if stamp in self._seen[role]:
             return DUPLICATE_STAMP
+        if stamp < self._high_ns.get(role, stamp):
+            return OUT_OF_ORDER
         if self._last_ns is not None:
             if stamp < self._last_ns - self._tol:
                 return OUT_OF_ORDER

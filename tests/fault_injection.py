@@ -88,6 +88,18 @@ def _point_step(delta: int):
     return apply
 
 
+def _oversized_cloud(n_points: int):
+    """One LiDAR scan replaced by ``n_points`` copies of its points (2 M points: 32 MB, a
+    misconfigured driver's accumulated sweep): more than the fusion node's ``max_cloud_points``."""
+    def apply(messages: list[Message], rng: np.random.Generator) -> None:
+        (i,) = _pick(messages, LIDAR, rng, share=0.0)
+        msg = messages[i][3]
+        points = np.array(msg.data, np.uint8).reshape(-1, msg.point_step)
+        msg.data = np.resize(points, (n_points, msg.point_step)).reshape(-1)
+        msg.height, msg.width, msg.row_step = 1, n_points, n_points * msg.point_step
+    return apply
+
+
 def _rename_field(messages: list[Message], rng: np.random.Generator) -> None:
     for i in _pick(messages, RADAR, rng):
         for f in messages[i][3].fields:
@@ -167,6 +179,7 @@ MUTATIONS: dict[str, Mutation] = {m.name: m for m in [
     Mutation("lidar_empty", _empty_cloud(LIDAR)),
     Mutation("radar_empty", _empty_cloud(RADAR)),
     Mutation("lidar_point_step_mismatch", _point_step(4)),
+    Mutation("lidar_oversized", _oversized_cloud(2_000_000)),
     Mutation("radar_field_renamed", _rename_field),
     Mutation("rgb_wrong_encoding", _encoding(RGB, "mono16")),
     Mutation("depth_labelled_16UC1", _encoding(DEPTH, "16UC1")),

@@ -3,10 +3,11 @@
 A rosbag2 directory describes its topics twice: in ``metadata.yaml`` (written at the end of a
 recording, and easy to edit or copy between bags by hand) and in the storage file itself (the
 MCAP schema and channel records, the sqlite3 ``topics`` table), written beside the very bytes
-of each message. When the two name different types for a topic, the storage is right: it is
-what the bytes were serialised as. rosbags, opened on the directory, trusts metadata.yaml and
-then either refuses the bag (a type hash that does not match) or silently yields no message of
-that topic (it pairs the metadata's connection with the storage's only when both types agree).
+of each message. When the two name different types for a topic, or metadata.yaml leaves out a
+topic the storage records, the storage is right: it is what the bytes were serialised as.
+rosbags, opened on the directory, trusts metadata.yaml and then either refuses the bag (a type
+hash that does not match) or silently yields no message of that topic (it pairs the metadata's
+connection with the storage's only when both types agree, and knows no topic the metadata omits).
 
 Both readers of a bag (``evaluate``'s :class:`~fusion_core.data.rosbag_source.RosbagSource` and
 ``replay``'s player, ``ros_nodes.bag_messages``) therefore ask :func:`metadata_mismatches`
@@ -27,14 +28,18 @@ from fusion_core.data.bag_salvage import SalvageStopped, salvage_mcap, storage_f
 
 @dataclass(frozen=True)
 class TypeMismatch:
-    """metadata.yaml declares ``topic`` as ``declared``; the storage records it as ``stored``."""
+    """metadata.yaml declares ``topic`` as ``declared`` (None: does not list it at all); the
+    storage records it as ``stored``."""
 
     topic: str
-    declared: str
+    declared: str | None
     stored: str
 
     def warning(self, path: Path) -> str:
         """The one line both readers log and report (same words, so the reports compare equal)."""
+        if self.declared is None:
+            return (f"{path}: metadata.yaml does not list {self.topic}, but its storage records it as "
+                    f"{self.stored}; read from the storage")
         return (f"{path}: metadata.yaml declares {self.topic} as {self.declared}, but its storage records "
                 f"{self.stored}; read as {self.stored} (the type its bytes were written with)")
 
@@ -121,14 +126,19 @@ def stored_types(path: Path) -> dict[str, set[str]]:
 
 def metadata_mismatches(path: Path) -> list[TypeMismatch]:
     """Topics whose metadata.yaml type is none of the types the storage records for them, in
-    metadata order ([] for a bag without metadata.yaml, a ROS 1 bag, or one that agrees). A topic
-    metadata.yaml lists but the storage lacks is not a mismatch: there is nothing to read."""
+    metadata order, then topics the storage records and metadata.yaml omits (rosbags, trusting
+    the metadata, would silently yield none of their messages), in name order. [] for a bag
+    without metadata.yaml, a ROS 1 bag, or one that agrees. A topic metadata.yaml lists but the
+    storage lacks is not a mismatch: there is nothing to read."""
     declared = declared_types(path)
     if not declared:
         return []
     stored = stored_types(path)
-    return [TypeMismatch(topic, msgtype, sorted(stored[topic])[0]) for topic, msgtype in declared.items()
-            if topic in stored and "" not in stored[topic] and msgtype not in stored[topic]]
+    wrong = [TypeMismatch(topic, msgtype, sorted(stored[topic])[0]) for topic, msgtype in declared.items()
+             if topic in stored and "" not in stored[topic] and msgtype not in stored[topic]]
+    omitted = [TypeMismatch(topic, None, sorted(types)[0]) for topic, types in sorted(stored.items())
+               if topic not in declared and "" not in types]
+    return wrong + omitted
 
 
 def reader_paths(path: Path, mismatches: list[TypeMismatch] | None = None) -> list[Path]:

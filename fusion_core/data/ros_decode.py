@@ -42,7 +42,15 @@ def _bytes(data) -> np.ndarray:
 _POINT_FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 
 
-def decode_cloud(msg, columns: tuple[str, ...]) -> tuple[np.ndarray, int]:
+# Larger clouds are refused (``too_many_points``) by every reader of a recording or a live topic,
+# the same rule in each so that `evaluate` and `replay` of one bag make the same frames. A scan
+# of today's densest spinning LiDARs is ~260 k points (128 beams x 2048); ten times the scans the
+# model was trained on would only slow the frame down (the fusion node's ``max_cloud_points``
+# can lower it for a small computer).
+MAX_CLOUD_POINTS = 500_000
+
+
+def decode_cloud(msg, columns: tuple[str, ...], max_points: int = MAX_CLOUD_POINTS) -> tuple[np.ndarray, int]:
     """``sensor_msgs/PointCloud2`` -> ((N, len(columns)) float32, number of dropped points).
 
     ``columns`` are field names, the first three the coordinates (normally x, y, z); an empty
@@ -51,9 +59,12 @@ def decode_cloud(msg, columns: tuple[str, ...]) -> tuple[np.ndarray, int]:
     NaN coordinate; an Inf intensity or Doppler is a broken measurement) are dropped and counted:
     one such value would otherwise poison every BEV cell its stem's max-pool reaches.
     Layout checks: every named field exists with a known scalar type inside ``point_step``;
-    ``row_step == width * point_step``; ``data`` holds exactly ``row_step * height`` bytes.
+    ``row_step == width * point_step``; ``data`` holds exactly ``row_step * height`` bytes;
+    at most ``max_points`` points (``too_many_points``).
     """
     step, width, height = int(msg.point_step), int(msg.width), int(msg.height)
+    if width * height > max_points:
+        raise DecodeError("too_many_points", f"{width * height} points > max_cloud_points {max_points}")
     if step <= 0:
         raise DecodeError("point_step_mismatch", f"point_step {step}")
     byteorder = ">" if msg.is_bigendian else "<"

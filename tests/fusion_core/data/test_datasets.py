@@ -18,6 +18,7 @@ from fusion_core.boxes import VX, VY, YAW
 from fusion_core.config_io import ConfigError, from_mapping
 from fusion_core.data import topics as T
 from fusion_core.data.geometry import transform_points
+from fusion_core.data.ros_decode import MAX_CLOUD_POINTS
 from fusion_core.data.ros_types import shared_typestore
 from fusion_core.data.rosbag_source import RosbagSource
 from fusion_core.data.sample import CameraGeometry
@@ -346,6 +347,23 @@ def test_malformed_messages_are_counted_and_the_frame_keeps_the_rest(tmp_path, c
     assert s2.absence == {"rgb": "decode_error:encoding", "depth": "decode_error:truncated"}
     assert len(s2.lidar_xyzi) == 3  # the NaN/inf points are gone
     assert len(s2.imu) == len(s1.imu) + 5 - 1  # the NaN sample is left out of the window
+
+
+def test_a_cloud_above_the_point_limit_is_refused_and_its_frame_kept_without_the_lidar(tmp_path):
+    """The rule the fusion node applies live (``max_cloud_points``, same default), so evaluate and
+    replay of a bag make the same frames; the frame runs on the other sensors."""
+    b = BagBuilder()
+    rig(b)
+    names = ["x", "y", "z", "intensity"]
+    small = np.array([[1.0, 0.0, 0.0, 7.0]], np.float32)
+    b.cloud("/lidar", 10.0, "lidar", small, names)
+    b.cloud("/lidar", 10.1, "lidar", np.resize(small, (MAX_CLOUD_POINTS + 1, 4)), names)
+    for t in (10.0, 10.1):
+        b.cloud("/radar", t, "radar", np.array([[10.0, 1.0, 0.0, -3.5, 12.0]]), ["x", "y", "z", "doppler", "rcs"])
+    src = RosbagSource(b.write(tmp_path / "big"), MAPPING)
+    assert len(src) == 2 and src.drops[("lidar", "decode_error:too_many_points")] == 1
+    assert src[0].present("lidar") and src[1].absence["lidar"] == "decode_error:too_many_points"
+    assert src[1].present("radar")
 
 
 def test_bad_values_outside_the_coordinates_and_empty_ranging_sensors(tmp_path):

@@ -94,6 +94,29 @@ def test_lying_metadata_on_a_cut_bag_is_warned_about_and_salvaged(good, mapping,
     assert "reading stopped at byte" in source.source_error
 
 
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_topic_metadata_omits_is_read_from_the_storage_and_the_omission_reported(good, mapping, tmp_path, storage):
+    """rosbags, trusting metadata.yaml, would yield no LiDAR message at all: the frames would be
+    made without the LiDAR (or refused for want of the reference topic) although every cloud is
+    in the file."""
+    honest = good if storage == "mcap" else copy_bag(good, tmp_path / "honest")
+    bag = tmp_path / "omitting"
+    shutil.copytree(honest, bag)
+    meta = bag / "metadata.yaml"
+    info = yaml.safe_load(meta.read_text())
+    listed = info["rosbag2_bagfile_information"]["topics_with_message_count"]
+    listed[:] = [t for t in listed if t["topic_metadata"]["name"] != T.LIDAR_TOPIC]
+    meta.write_text(yaml.safe_dump(info))
+
+    assert metadata_mismatches(bag) == [TypeMismatch(T.LIDAR_TOPIC, None, CLOUD)]
+    source, truth = RosbagSource(bag, mapping), RosbagSource(honest, mapping)
+    assert len(source) == len(truth) == FRAMES
+    for i in range(FRAMES):
+        np.testing.assert_array_equal(source[i].lidar_xyzi, truth[i].lidar_xyzi)
+    assert source.source_warnings == [f"{bag}: metadata.yaml does not list {T.LIDAR_TOPIC}, but its storage "
+                                      f"records it as {CLOUD}; read from the storage"]
+
+
 def test_an_honest_bag_has_no_warning_and_is_opened_as_a_directory(good, mapping):
     assert metadata_mismatches(good) == []
     assert reader_paths(good) == [good]
