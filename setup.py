@@ -10,11 +10,17 @@ from setuptools import setup
 PACKAGE_NAME = "dyn_fusion"
 
 
-def reference_frame_files():
-    """(install_dir, [files]) of the stored reference frame fusion_node starts from
-    (models/default_reference/, a shard dataset; fusion.reference_frame)."""
+def model_files():
+    """(install_dir, [files]) of what fusion_node loads by default: the trained detector and gates
+    (models/default.pt, models/default_gates.pt) and the stored reference frame it starts from
+    (models/default_reference/, a shard dataset). A relative path the working directory lacks is
+    looked up here (fusion_core.shipped.resolve_input), so the stack runs from any directory."""
     folder = os.path.join("models", "default_reference")
-    return [(os.path.join("share", PACKAGE_NAME, folder), sorted(glob(os.path.join(folder, "*"))))]
+    return [(os.path.join("share", PACKAGE_NAME, "models"), [os.path.join("models", f) for f in MODELS]),
+            (os.path.join("share", PACKAGE_NAME, folder), sorted(glob(os.path.join(folder, "*"))))]
+
+
+MODELS = ("default.pt", "default_gates.pt", "README.md")
 
 
 def config_data_files():
@@ -54,7 +60,7 @@ setup(
         (f"share/{PACKAGE_NAME}/launch", sorted(glob("launch/*.launch.py"))),
     ]
     + config_data_files()
-    + reference_frame_files(),
+    + model_files(),
     # Runtime requirements live in requirements.txt (installed by scripts/bootstrap_env.sh);
     # torch must be pinned exactly there, and ROS installs provide rclpy through rosdep.
     install_requires=[],

@@ -38,8 +38,6 @@ from ros_nodes.source_counts import (
     decode_source_counts,
 )
 
-DETECTIONS_TOPIC = "/fusion/detections"
-
 
 @dataclass(frozen=True)
 class EnergyMonitorConfig:
@@ -62,7 +60,7 @@ class EnergyMonitor(Node):
         cls = ros_io.message_class
         self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", self._on_diagnostics,
                                  ros_io.RECORD_QOS, raw=True)
-        self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), DETECTIONS_TOPIC, self._on_detections,
+        self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.DETECTIONS_TOPIC, self._on_detections,
                                  ros_io.RECORD_QOS, raw=True)
         self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.GT_MARKERS_TOPIC, self._on_ground_truth,
                                  ros_io.RELIABLE_QOS, raw=True)

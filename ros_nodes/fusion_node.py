@@ -45,7 +45,7 @@ from fusion_core.data.ros_decode import MAX_CLOUD_POINTS
 from fusion_core.data.shard_source import ShardSource
 from fusion_core.data.static_tf import StaticTfTree, load_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
-from fusion_core.data.topics import power_request_topic
+from fusion_core.data.topics import DETECTIONS_TOPIC, power_request_topic
 from fusion_core.energy.profile import load_device_profile
 from fusion_core.exits.settings import ExitSettings
 from fusion_core.gates.modes import GATES
@@ -53,6 +53,7 @@ from fusion_core.gates.settings import GateSettings
 from fusion_core.model.inputs import collate
 from fusion_core.runtime.builder import build_dynamic_fusion, build_exit_policy
 from fusion_core.runtime.power_gating import PowerGatingConfig, SensorPowerManager
+from fusion_core.shipped import resolve_input
 from fusion_core.training.checkpoint import load_detector
 from fusion_core.vocabulary import DETECTION_SENSORS, NOT_SUBSCRIBED, SENSORS, STANDBY, WARMING
 from ros_nodes import ros_io
@@ -68,7 +69,6 @@ from ros_nodes.node_params import ParamSection, declare_sections, read_section, 
 from ros_nodes.run_record import FRAME_STATUS, HEALTH_STATUS
 from ros_nodes.stamp_sync import StampSyncConfig, StampSynchroniser
 
-DETECTIONS_TOPIC = "/fusion/detections"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 INBOX_LIMIT = 20_000  # raw messages waiting for the worker; beyond that the oldest are dropped (counted)
 # The node's defaults where they differ from the settings classes' (configs/vehicle.yaml gives them
@@ -131,9 +131,10 @@ def reference_frame(path: str, detector_config):
     of that shard dataset (``scripts/write_reference_frame.py`` writes the shipped one). The node
     warms up on it, and the cost table's FLOPs and the deadline policy's stage times are measured
     on it at start-up. A missing or damaged dataset, or one without such a frame, is a one-line
-    ConfigError naming ``path``."""
+    ConfigError naming ``path``. A relative path missing from the working directory is looked up
+    among the shipped files (fusion_core.shipped.resolve_input)."""
     try:
-        full = next((s for s in ShardSource(path) if all(s.present(x) for x in DETECTION_SENSORS)), None)
+        full = next((s for s in ShardSource(resolve_input(path)) if all(s.present(x) for x in DETECTION_SENSORS)), None)
     except (OSError, ValueError, KeyError) as err:  # the reader's ShardFormatError is a ValueError
         reason = " ".join(str(err).split())  # one line, whatever the reader's message holds
         raise ConfigError(f"fusion.reference_frame: {path}: not a readable reference frame ({reason})") from None

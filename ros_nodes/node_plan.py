@@ -68,6 +68,12 @@ def dds_profile_file() -> Path:
     return _config_path("dds/fastdds.xml")
 
 
+def rviz_config_file() -> Path:
+    """``configs/rviz/vehicle.rviz``: the RViz 2 layout of a run (LiDAR, detections, ground truth,
+    camera) that ``vehicle.launch.py rviz:=true`` opens."""
+    return _config_path("rviz/vehicle.rviz")
+
+
 def dds_environment(env: dict[str, str]) -> dict[str, str]:
     """``env`` with :func:`dds_profile_file` as the Fast DDS default profile, unless the caller
     already chose one (a robot's own DDS tuning wins)."""

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+MODEL_FILES = ["models/default.pt", "models/default_gates.pt", "models/README.md"]
 PACKAGE_FILES = ["setup.py", "setup.cfg", "package.xml", "requirements.txt", "resource", "launch", "configs",
-                 "models/default_reference", "dyn_fusion", "fusion_core", "ros_nodes", "sim"]
+                 "models/default_reference", *MODEL_FILES, "dyn_fusion", "fusion_core", "ros_nodes", "sim"]
 REFERENCE_FRAME = Path("models") / "default_reference"  # fusion.reference_frame's default
 
 
@@ -57,6 +58,7 @@ def test_colcon_build_installs_scripts_launch_and_configs(tmp_path):
         if path.is_dir():
             shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, src / name)
     ws = tmp_path / "ws"
     proc = subprocess.run(["colcon", "build"], cwd=ws,
@@ -78,14 +80,33 @@ def test_colcon_build_installs_scripts_launch_and_configs(tmp_path):
     assert "index.json" in reference and any(f.endswith(".npz") for f in reference)
     assert sorted(p.name for p in (share / REFERENCE_FRAME).iterdir()) == reference
     assert all((share / REFERENCE_FRAME / f).read_bytes() == (ROOT / REFERENCE_FRAME / f).read_bytes() for f in reference)
+    # the trained detector and gates fusion_node loads by default, byte for byte
+    assert all((share / f).read_bytes() == (ROOT / f).read_bytes() for f in MODEL_FILES)
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "dyn_fusion").is_file()
     # Only our packages were installed as Python modules: no tests/ or launch/ leaking in.
     site = next(install.glob("lib/python3*/site-packages"))
     modules = {p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith(("-info", "__pycache__"))}
     assert modules == {"dyn_fusion", "fusion_core", "ros_nodes", "sim"}
-    # the installed nodes find the installed parameter file and DDS profile, not the source tree's
-    code = "from ros_nodes.node_plan import dds_profile_file, params_file; print(params_file()); print(dds_profile_file())"
+    # the installed nodes find the installed parameter file, DDS profile and default model, not the
+    # source tree's, from a directory that has none of them
+    code = ("from ros_nodes.node_plan import dds_profile_file, params_file; from fusion_core.shipped import "
+            "resolve_input; print(params_file()); print(dds_profile_file()); print(resolve_input('models/default.pt'))")
     probe = subprocess.run([sys.executable, "-c", code],
                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True,
                            check=True)
-    assert probe.stdout.split() == [str(share / "configs" / "vehicle.yaml"), str(share / "configs" / "dds" / "fastdds.xml")]
+    assert probe.stdout.split() == [str(share / "configs" / "vehicle.yaml"), str(share / "configs" / "dds" / "fastdds.xml"),
+                                    str(share / "models" / "default.pt")]
+
+
+def test_a_relative_input_missing_here_is_the_shipped_one_and_the_users_own_file_wins(tmp_path, monkeypatch):
+    from fusion_core.shipped import resolve_input
+    from fusion_core.training.checkpoint import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)  # a directory outside the repository, without models/
+    assert resolve_input("models/default.pt") == ROOT / "models" / "default.pt"
+    assert load_checkpoint("models/default.pt").model_config is not None
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "default.pt").write_bytes(b"not a checkpoint")
+    assert resolve_input("models/default.pt") == Path("models/default.pt")  # the user's own file
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: models/mine.pt"):
+        load_checkpoint("models/mine.pt")  # neither here nor shipped: the error names what was given

@@ -41,6 +41,8 @@ ODOM_TOPIC = "/odom"
 GT_MARKERS_TOPIC = "/ground_truth/markers"
 GT_DETECTIONS_TOPIC = "/ground_truth/detections"
 LABELS_TOPIC = "/sim/labels"
+# --- the fusion node's output -------------------------------------------------------------------
+DETECTIONS_TOPIC = "/fusion/detections"
 
 # --- message types ------------------------------------------------------------------------------
 IMAGE_TYPE = "sensor_msgs/msg/Image"

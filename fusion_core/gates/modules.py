@@ -22,6 +22,7 @@ from fusion_core.gates.knowledge import rule_masks
 from fusion_core.gates.loss_gate import LossPredictor, configuration_masks
 from fusion_core.model.config import ModelConfig
 from fusion_core.model.detector import EncodedFrames
+from fusion_core.shipped import resolve_input
 from fusion_core.vocabulary import DETECTION_SENSORS
 
 FORMAT = "dyn_fusion.gates"
@@ -90,8 +91,9 @@ def save_gates(path: Path | str, gates: GateModules, report: dict | None = None)
 
 
 def load_gates(path: Path | str, model_config: ModelConfig) -> GateModules:
-    """Gates for a detector with ``model_config``; a file trained for other experts is refused."""
-    path = Path(path)
+    """Gates for a detector with ``model_config``; a file trained for other experts is refused.
+    A relative ``path`` missing from the working directory is looked up among the shipped files."""
+    path = resolve_input(path)
     if not path.is_file():
         raise FileNotFoundError(f"gates checkpoint not found: {path}")
     try:

@@ -11,6 +11,7 @@ import torch
 from fusion_core.config_io import ConfigError, from_mapping, to_mapping
 from fusion_core.model.config import ModelConfig
 from fusion_core.model.detector import FusionDetector
+from fusion_core.shipped import resolve_input
 from fusion_core.training.config import TrainConfig
 
 FORMAT = "dyn_fusion.checkpoint"
@@ -47,7 +48,9 @@ def save_checkpoint(path: Path, model: FusionDetector, step: int, train_config: 
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
-    path = Path(path)
+    """The checkpoint at ``path`` (a relative path missing from the working directory is looked
+    up among the shipped files: fusion_core.shipped.resolve_input)."""
+    path = resolve_input(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:

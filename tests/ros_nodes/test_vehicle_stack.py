@@ -4,7 +4,9 @@ burst, the IMU goes silent. Detections must continue through all of it, the fram
 LiDAR must be fused from the fallback pivot without any LiDAR compute, the health status must
 warn, and every drop must have a known cause.
 
-One run of `dyn-fusion up vehicle` serves every assertion (it takes ~40 s with model loading).
+One run of `dyn-fusion up vehicle` serves every assertion (it takes ~40 s with model loading). It
+runs from a directory outside the repository, as a user's would: the parameter file, scenario,
+model, gates and reference frame are found among the shipped files (fusion_core.shipped).
 """
 from __future__ import annotations
 
@@ -25,11 +27,13 @@ KNOWN_CAUSES = ("overload", "sync:", "decode_error:", "nan_points", "no_camera_i
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stack") / "run"
+    elsewhere = tmp_path_factory.mktemp("stack")
+    out = elsewhere / "run"
     env = {**os.environ, "ROS_DOMAIN_ID": str(fresh_domain_id())}
     proc = subprocess.run([sys.executable, "-m", "dyn_fusion.cli", "up", "vehicle", "--scenario", "faults",
-                           "--duration-s", "9", "--out", str(out)], cwd=REPO, env=env, capture_output=True,
+                           "--duration-s", "9", "--out", "run"], cwd=elsewhere, env=env, capture_output=True,
                           text=True, timeout=400)
+    assert not elsewhere.is_relative_to(REPO)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     frames = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     with open(out / "ledger.csv") as f:
