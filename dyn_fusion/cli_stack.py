@@ -273,8 +273,9 @@ def replay_command(args: argparse.Namespace) -> int:
         "bag_player": {"player.bag": str(args.bag.resolve()), "player.rate": repr(args.rate),
                        "player.wait_for_subscribers_s": "30.0",
                        "player.wait_for_topics": _consumed_topics(mapping)},
+        # fusion_node reads the player's /clock: latencies from header stamps on the bag's clock
         "fusion_node": {"fusion.calibration_file": str(calibration), "fusion.topic_mapping": str(mapping_path),
-                        "fusion.process_every_frame": "true", **_sync_overrides(mapping)},
+                        "fusion.process_every_frame": "true", "use_sim_time": "true", **_sync_overrides(mapping)},
         "energy_monitor": {"energy.run_dir": str(args.out)},
     }
     return _run_and_report("replay", "replay", folder, plan_overrides, overrides, grid,

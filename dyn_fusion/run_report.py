@@ -13,6 +13,7 @@ little stricter than ``dyn-fusion evaluate`` on the same frames.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -21,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from fusion_core.atomic_files import atomic_write_text
-from fusion_core.boxes import BOX_DIM, CLASS_NAMES
+from fusion_core.boxes import CLASS_NAMES, boxes_from_records
 from fusion_core.metrics.average_precision import DetectionEvaluator
 from fusion_core.metrics.model_eval import in_region
 from fusion_core.model.config import BevGridConfig
 from fusion_core.vocabulary import SENSORS
 
 _NS = 1_000_000_000
+UNUSED_BY_DESIGN = ":sync:unmatched"  # the drop cause of a message no frame was nearest to
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class RunReport:
     partial: str | None = None            # why the run ended before its source did (a node died, interrupted)
     source_warnings: tuple[str, ...] = ()  # what the bag says wrongly of itself (a metadata.yaml type its storage
                                            # contradicts: the storage's was played), as evaluate reports it
+    latency_clock: str = "system"         # the clock latencies are measured on: "system" (live) or "bag" (/clock)
+    boxes_per_frame: dict[str, float] = dataclasses.field(default_factory=dict)  # "reported" (every box the
+    # model gave, mAP's input), "published" (score threshold + NMS), "ground_truth" (objects in the region)
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -73,8 +78,9 @@ def _percentiles(values: list[float], name: str) -> dict[str, float]:
 
 def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.05, live: bool = True,
                  partial: str | None = None) -> RunReport:
-    """``live``: header stamps are wall time (a simulator run), so stamp -> publish latency is
-    meaningful; a replayed bag's stamps are the recording's, so only receive -> publish is.
+    """``live``: header stamps and fusion_node's clock are the system's (a simulator run); else a
+    replay, where fusion_node's clock is the player's ``/clock`` (``use_sim_time``), the time
+    the bag's stamps are in: stamp -> publish latency is measured on that clock.
     ``partial``: why the run did not end normally (the report then says so first)."""
     missing = [n for n in ("frames.jsonl", "ledger.json", "drops.json") if not (run_dir / n).is_file()]
     if missing:  # written whole or not at all (fusion_core.atomic_files): a failed write leaves none
@@ -89,23 +95,23 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
     evaluator = DetectionEvaluator(CLASS_NAMES)
     gt_stamps = np.array([g["stamp_ns"] for g in truth], np.int64)
     tol_ns = round(gt_tolerance_s * _NS)
-    evaluated = 0
+    evaluated, n_truth = 0, 0
     for f in frames:
         if f["detections"] is None or not len(gt_stamps):
             continue
         k = int(np.argmin(np.abs(gt_stamps - f["stamp_ns"])))
         if abs(int(gt_stamps[k]) - f["stamp_ns"]) > tol_ns:
             continue
-        gt = np.asarray(truth[k]["boxes"], np.float32).reshape(-1, BOX_DIM)
-        det = np.asarray(f["detections"], np.float32).reshape(-1, BOX_DIM)
+        gt = boxes_from_records(truth[k]["boxes"])
+        det = boxes_from_records(f["detections"])
         condition = truth[k].get("condition")
         evaluator.add_frame(det, gt[in_region(gt, grid)], (condition,) if condition else ())
         evaluated += 1
+        n_truth += int(in_region(gt, grid).sum())
     metrics = evaluator.result() if evaluated else {}
     experts: Counter[str] = Counter(e for f in frames for e in f["active_experts"])
     latency = _percentiles([f.get("receive_to_publish_ms", float("nan")) for f in frames], "receive_to_publish")
-    if live:
-        latency.update(_percentiles([f["stamp_to_publish_ms"] for f in frames], "stamp_to_publish"))
+    latency.update(_percentiles([f["stamp_to_publish_ms"] for f in frames], "stamp_to_publish"))
     reasons: dict[str, Counter[str]] = {}
     for f in frames:
         for sensor, reason in f.get("absent", {}).items():
@@ -130,7 +136,20 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
         node_cpu_share={n: u["cpu_share"] for n, u in nodes.items() if u.get("cpu_share") is not None},
         partial=partial,
         source_warnings=tuple(drops.get("source_warnings", ())),
+        boxes_per_frame=_boxes_per_frame(frames, n_truth / evaluated if evaluated else None),
+        latency_clock="system" if live else "bag",
     )
+
+
+def _boxes_per_frame(frames: list[dict], truth_per_frame: float | None) -> dict[str, float]:
+    out = {}
+    for key, name in (("detections", "reported"), ("published", "published")):
+        counts = [len(f[key]) for f in frames if f.get(key) is not None]
+        if counts:
+            out[name] = float(np.mean(counts))
+    if truth_per_frame is not None:
+        out["ground_truth"] = truth_per_frame
+    return out
 
 
 def report_markdown(r: RunReport, title: str) -> str:
@@ -148,9 +167,15 @@ def report_markdown(r: RunReport, title: str) -> str:
         by_cond = ", ".join(f"{c} {m:.3f}" for c, m in r.map_by_condition.items())
         lines.append(f"- mAP against ground truth: **{r.map_all:.3f}** on {r.frames_evaluated} of {r.frames_fused} "
                      f"fused frames ({r.ground_truth_frames} ground-truth frames){'; ' + by_cond if by_cond else ''}")
+    if "published" in r.boxes_per_frame:
+        b = r.boxes_per_frame
+        lines.append(f"- boxes per frame: {b['published']:.1f} published (score threshold and NMS: fusion_node "
+                     f"publish.*), {b.get('reported', float('nan')):.1f} reported by the model (mAP is computed on "
+                     f"those)" + (f", {b['ground_truth']:.1f} objects in the ground truth" if "ground_truth" in b else ""))
     if "stamp_to_publish_p50" in r.latency_ms:
-        lines.append(f"- latency, sensor stamp -> detections published: p50 {r.latency_ms['stamp_to_publish_p50']:.1f} ms,"
-                     f" p95 {r.latency_ms['stamp_to_publish_p95']:.1f} ms")
+        clock = " (on the bag's clock, /clock)" if r.latency_clock == "bag" else ""
+        lines.append(f"- latency, sensor stamp -> detections published{clock}: p50 "
+                     f"{r.latency_ms['stamp_to_publish_p50']:.1f} ms, p95 {r.latency_ms['stamp_to_publish_p95']:.1f} ms")
     if "receive_to_publish_p50" in r.latency_ms:
         lines.append(f"- latency, last message received -> detections published: p50 "
                      f"{r.latency_ms['receive_to_publish_p50']:.1f} ms, p95 {r.latency_ms['receive_to_publish_p95']:.1f} ms")
@@ -178,8 +203,14 @@ def report_markdown(r: RunReport, title: str) -> str:
     else:
         lines += ["", "Messages fusion_node received (the source reported no counts): "
                   + (", ".join(f"{k} {v}" for k, v in sorted(r.received.items())) or "none reported")]
-    lines += ["", "Drops by sensor and cause: " + (", ".join(f"{k} {v}" for k, v in sorted(r.drops.items())) or "none"),
-              ""]
+    # Messages no frame was nearest to (a 20 Hz radar's every other scan with 10 Hz frames, IMU
+    # samples after the last frame) are normal in any run; everything else dropped is a fault.
+    unused = {k: v for k, v in sorted(r.drops.items()) if k.endswith(UNUSED_BY_DESIGN)}
+    faults = {k: v for k, v in sorted(r.drops.items()) if k not in unused}
+    lines += ["", "Dropped (faults, by sensor and cause): " + (", ".join(f"{k} {v}" for k, v in faults.items()) or "none"),
+              "", "Not needed by any frame (sync:unmatched: between frames, e.g. every other scan of a 20 Hz radar "
+              "with 10 Hz frames): "
+              + (", ".join(f"{k.removesuffix(UNUSED_BY_DESIGN)} {v}" for k, v in unused.items()) or "none"), ""]
     return "\n".join(lines)
 
 

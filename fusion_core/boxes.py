@@ -84,3 +84,32 @@ def points_in_boxes(points_xyz: np.ndarray, boxes: np.ndarray, margin_m: float =
         & (np.abs(local_y) <= boxes[:, W] / 2 + margin_m)
         & (np.abs(d[..., 2]) <= boxes[:, H] / 2 + margin_m)
     )
+
+
+# Named fields of a box in written records (frames.jsonl, ground_truth.jsonl), units in the names.
+RECORD_FIELDS: tuple[str, ...] = ("x_m", "y_m", "z_m", "length_m", "width_m", "height_m", "yaw_rad", "vx_mps",
+                                  "vy_mps", "class", "score")
+
+
+def boxes_to_records(boxes: np.ndarray, decimals: int = 4) -> list[dict]:
+    """(N, BOX_DIM) boxes as N dicts with named fields (``RECORD_FIELDS``; ``class`` by name), for
+    files people and other tools read."""
+    out = []
+    for row in np.asarray(boxes, np.float64).reshape(-1, BOX_DIM):
+        record = {name: round(float(v), decimals) for name, v in zip(RECORD_FIELDS, row)}
+        record["class"] = CLASS_NAMES[int(row[CLASS_ID])]
+        out.append(record)
+    return out
+
+
+def boxes_from_records(records: list[dict]) -> np.ndarray:
+    """The inverse of :func:`boxes_to_records`; ValueError naming a missing field or unknown class."""
+    boxes = np.zeros((len(records), BOX_DIM), np.float32)
+    for i, record in enumerate(records):
+        missing = [f for f in RECORD_FIELDS if f not in record]
+        if missing:
+            raise ValueError(f"box record {i}: missing {', '.join(missing)}")
+        if record["class"] not in CLASS_NAMES:
+            raise ValueError(f"box record {i}: unknown class {record['class']!r} (known: {', '.join(CLASS_NAMES)})")
+        boxes[i] = [CLASS_NAMES.index(record["class"]) if f == "class" else record[f] for f in RECORD_FIELDS]
+    return boxes

@@ -60,8 +60,11 @@ class EnergyMonitor(Node):
         cls = ros_io.message_class
         self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", self._on_diagnostics,
                                  ros_io.RECORD_QOS, raw=True)
-        self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.DETECTIONS_TOPIC, self._on_detections,
-                                 ros_io.RECORD_QOS, raw=True)
+        # every box for the report's mAP (what evaluate scores), the published ones for the record
+        self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.ALL_DETECTIONS_TOPIC,
+                                 self._on_detections(self.recorder.add_detections), ros_io.RECORD_QOS, raw=True)
+        self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.DETECTIONS_TOPIC,
+                                 self._on_detections(self.recorder.add_published), ros_io.RECORD_QOS, raw=True)
         self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.GT_MARKERS_TOPIC, self._on_ground_truth,
                                  ros_io.RELIABLE_QOS, raw=True)
         self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), T.LABELS_TOPIC, self._on_labels,
@@ -96,16 +99,18 @@ class EnergyMonitor(Node):
             elif status.name == HEALTH_STATUS:
                 self.recorder.add_health(status, record)
 
-    def _on_detections(self, raw: bytes) -> None:
-        msg = self._decode(raw, "visualization_msgs/msg/MarkerArray")
-        if msg is None:
-            return
-        try:
-            stamp, boxes = markers_to_boxes(msg)
-        except MarkerDecodeError:
-            self.recorder.bad_messages += 1
-            return
-        self.recorder.add_detections(stamp, boxes)
+    def _on_detections(self, record):
+        def on_markers(raw: bytes) -> None:
+            msg = self._decode(raw, "visualization_msgs/msg/MarkerArray")
+            if msg is None:
+                return
+            try:
+                stamp, boxes = markers_to_boxes(msg)
+            except MarkerDecodeError:
+                self.recorder.bad_messages += 1
+                return
+            record(stamp, boxes)
+        return on_markers
 
     def _on_ground_truth(self, raw: bytes) -> None:
         msg = self._decode(raw, "visualization_msgs/msg/MarkerArray")

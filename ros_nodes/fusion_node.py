@@ -10,9 +10,17 @@ that became ready while the previous one was running are dropped and counted as 
 unless ``fusion.process_every_frame`` (replays that must evaluate every frame) is set. So the
 pipeline is single-threaded and needs no locks; only the inbox is shared.
 
+Time: latencies are measured on the node's ROS clock (the system clock live; with
+``use_sim_time``, as ``dyn-fusion replay`` sets it, the player's ``/clock``: the bag's time, which
+the header stamps are in), so a replay reports sensor stamp -> publish on the bag's clock.
+
 Published (per frame):
 
-- ``/fusion/detections`` ``visualization_msgs/MarkerArray`` (``ros_nodes.detection_markers``);
+- ``/fusion/detections`` ``visualization_msgs/MarkerArray`` (``ros_nodes.detection_markers``):
+  the boxes the stack stands behind, ``publish.min_score`` and cross-class bird's-eye NMS
+  (``publish.nms_iou``) applied (``fusion_core.detection_filter``);
+- ``/fusion/detections/all``: every box the model reported (>= its 0.05 score threshold), what
+  average precision is computed on (the energy monitor's report, like ``evaluate``);
 - ``/diagnostics`` ``diagnostic_msgs/DiagnosticArray`` with two statuses: ``dyn_fusion: frame``
   (gate mode, configuration, experts, exit, condition estimate, latencies, joules by component
   as ``energy_j:<component>`` and ``sensor_energy_j:<sensor>``) and ``dyn_fusion: health``
@@ -21,8 +29,8 @@ Published (per frame):
 - ``/sensors/<sensor>/power/request`` ``std_msgs/String`` when power gating decides
   (``docs/sensor_power_gating.md``).
 
-Gate mode, k, γ, λ, the exit policy and its settings change at run time through parameter
-updates (``ros2 param set /fusion_node fusion.gate_mode loss``); a bad value is refused with
+Gate mode, k, γ, λ, the exit policy and its settings, and the ``publish.*`` filter change at
+run time through parameter updates (``ros2 param set /fusion_node fusion.gate_mode loss``); a bad value is refused with
 the reason and the old settings stay. Those parameters are generated from ``GateSettings`` and
 ``ExitSettings`` (their docs, ranges and choices; ``fusion.gate_mode``, ``fusion.exit_*``); the
 runner comes from ``fusion_core.runtime.builder`` like the CLI's.
@@ -45,7 +53,8 @@ from fusion_core.data.ros_decode import MAX_CLOUD_POINTS
 from fusion_core.data.shard_source import ShardSource
 from fusion_core.data.static_tf import StaticTfTree, load_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
-from fusion_core.data.topics import DETECTIONS_TOPIC, power_request_topic
+from fusion_core.data.topics import ALL_DETECTIONS_TOPIC, DETECTIONS_TOPIC, power_request_topic
+from fusion_core.detection_filter import DetectionFilterSettings, filter_detections
 from fusion_core.energy.profile import load_device_profile
 from fusion_core.exits.settings import ExitSettings
 from fusion_core.gates.modes import GATES
@@ -110,6 +119,7 @@ def online_gate(settings: GateSettings) -> GateSettings:
 # pivot and IMU role follow the topic mapping: sync_config_for); ``power.*``.
 FUSION_SECTIONS = tuple(ParamSection("fusion", d) for d in (FusionNodeConfig(), NODE_GATE_SETTINGS, NODE_EXIT_SETTINGS))
 PARAMETER_SECTIONS = (*FUSION_SECTIONS,
+                      ParamSection("publish", DetectionFilterSettings()),
                       ParamSection("sync", StampSyncConfig(fallback_pivots=("depth", "rgb", "radar")),
                                    skip=("roles", "pivot", "imu_role")),
                       ParamSection("power", PowerGatingConfig()))
@@ -162,6 +172,7 @@ class FusionNode(Node):
         super().__init__("fusion_node")
         declare_sections(self, PARAMETER_SECTIONS)
         self.config, self.gate_settings, self.exit_settings = read_fusion_parameters(self)
+        self.publish_settings = read_section(self, "publish", DetectionFilterSettings)
         sync_config = read_section(self, "sync", StampSyncConfig)
         power_config = read_section(self, "power", PowerGatingConfig)
         cfg = self.config
@@ -191,8 +202,9 @@ class FusionNode(Node):
         for role, (topic, msgtype) in self.pipeline.roles.items():
             self.create_subscription(ros_io.message_class(msgtype), topic, self._inbox_callback(role),
                                      ros_io.SENSOR_SUBSCRIPTION_QOS, raw=True)
-        self.detections_pub = self.create_publisher(ros_io.message_class("visualization_msgs/msg/MarkerArray"),
-                                                    DETECTIONS_TOPIC, ros_io.RECORD_QOS)
+        markers = ros_io.message_class("visualization_msgs/msg/MarkerArray")
+        self.detections_pub = self.create_publisher(markers, DETECTIONS_TOPIC, ros_io.RECORD_QOS)
+        self.all_detections_pub = self.create_publisher(markers, ALL_DETECTIONS_TOPIC, ros_io.RECORD_QOS)
         self.diagnostics_pub = self.create_publisher(ros_io.message_class("diagnostic_msgs/msg/DiagnosticArray"),
                                                      DIAGNOSTICS_TOPIC, ros_io.RECORD_QOS)
         string = ros_io.message_class("std_msgs/msg/String")
@@ -239,23 +251,26 @@ class FusionNode(Node):
     # ------------------------------------------------------------------ run-time settings
     def _on_set_parameters(self, params) -> SetParametersResult:
         updates = {p.name.removeprefix("fusion."): p.value for p in params if p.name.startswith("fusion.")}
+        publish = {p.name.removeprefix("publish."): p.value for p in params if p.name.startswith("publish.")}
         live = {*parameter_names(GateSettings).values(), *parameter_names(ExitSettings).values()}
         fixed = sorted(set(updates) - live)
         if fixed:
             return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: only read at start-up")
-        if any(not p.name.startswith("fusion.") for p in params):
+        if any(not p.name.startswith(("fusion.", "publish.")) for p in params):
             return SetParametersResult(successful=False, reason="sync.* and power.* are only read at start-up")
         try:
             # the same range and choice checks as at start-up
             gate_settings = online_gate(update_section(self.gate_settings, "fusion", updates))
             exit_settings = update_section(self.exit_settings, "fusion", updates)
+            publish_settings = update_section(self.publish_settings, "publish", publish)
             policy = build_exit_policy(exit_settings, self.fusion.detector, self.fusion.gates, self._reference_frame)
             self.fusion.set_settings(gate_settings)
         except (ConfigError, ValueError, TypeError) as err:
             return SetParametersResult(successful=False, reason=str(err))
         self.fusion.exit_policy = policy
-        self.gate_settings, self.exit_settings = gate_settings, exit_settings
-        self.get_logger().info("settings changed: " + ", ".join(f"{k}={v}" for k, v in updates.items()))
+        self.gate_settings, self.exit_settings, self.publish_settings = gate_settings, exit_settings, publish_settings
+        changed = [f"{k}={v}" for k, v in updates.items()] + [f"publish.{k}={v}" for k, v in publish.items()]
+        self.get_logger().info("settings changed: " + ", ".join(changed))
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ messages in
@@ -265,7 +280,7 @@ class FusionNode(Node):
                 if len(self._inbox) >= INBOX_LIMIT:
                     old_role, _, _ = self._inbox.popleft()
                     self._inbox_overflow[old_role] += 1  # the pipeline belongs to the worker thread
-                self._inbox.append((role, raw, time.time_ns()))
+                self._inbox.append((role, raw, self._now_ns()))
                 self._inbox_lock.notify()
         return enqueue
 
@@ -309,10 +324,17 @@ class FusionNode(Node):
         self._ready += self.pipeline.flush()
         while self._ready:
             self._run_one(self._ready.pop(0))
-        self.detections_pub.wait_for_all_acked(Duration(seconds=2))  # the last frames reach the monitor
+        for pub in (self.all_detections_pub, self.detections_pub):  # the last frames reach the monitor
+            pub.wait_for_all_acked(Duration(seconds=2))
         self._publish_final_counters()
         drops = ", ".join(f"{s}/{c} {n}" for (s, c), n in sorted(self._drops().items())) or "none"
         self.get_logger().info(f"fusion_node: {self.frames_published} frames published; drops: {drops}")
+
+    def _now_ns(self) -> int:
+        """The node's ROS clock [ns]: the system clock, or ``/clock`` with ``use_sim_time`` (a
+        replay: the bag's time, which its header stamps are in), so latencies from a header stamp
+        are measured on the clock the stamp was taken on."""
+        return self.get_clock().now().nanoseconds
 
     def _drops(self) -> Counter[tuple[str, str]]:
         """The pipeline's drops plus the messages the inbox evicted."""
@@ -328,20 +350,22 @@ class FusionNode(Node):
 
     # ------------------------------------------------------------------ messages out
     def _publish(self, outcome: FrameOutcome) -> None:
-        self.detections_pub.publish(boxes_to_markers_cdr(outcome.result.boxes, outcome.stamp_ns,
-                                                         self.mapping.base_frame_id))
-        now_ns = time.time_ns()
-        stamp_ms = (now_ns - outcome.stamp_ns) / 1e6  # meaningful when stamps are wall time (live)
+        published, _ = filter_detections(outcome.result.boxes, self.publish_settings)
+        self.all_detections_pub.publish(boxes_to_markers_cdr(outcome.result.boxes, outcome.stamp_ns,
+                                                             self.mapping.base_frame_id))
+        self.detections_pub.publish(boxes_to_markers_cdr(published, outcome.stamp_ns, self.mapping.base_frame_id))
+        now_ns = self._now_ns()
+        stamp_ms = (now_ns - outcome.stamp_ns) / 1e6  # one clock: the system's live, the bag's in a replay
         received_ms = (now_ns - outcome.last_received_ns) / 1e6
         for command in outcome.power_commands:
             msg = ros_io.types()["std_msgs/msg/String"](data=command.state)
             self.power_pubs[command.sensor].publish(ros_io.serialize(msg, "std_msgs/msg/String"))
             self.get_logger().info(f"power: {command.sensor} -> {command.state} ({command.reason})")
-        self.diagnostics_pub.publish(ros_io.serialize(self._diagnostics(outcome, stamp_ms, received_ms),
+        self.diagnostics_pub.publish(ros_io.serialize(self._diagnostics(outcome, len(published), stamp_ms, received_ms),
                                                       "diagnostic_msgs/msg/DiagnosticArray"))
         self.frames_published += 1
 
-    def _diagnostics(self, o: FrameOutcome, e2e_ms: float, received_ms: float):
+    def _diagnostics(self, o: FrameOutcome, n_published: int, e2e_ms: float, received_ms: float):
         t = ros_io.types()
         r, s = o.result, self.fusion.settings
         frame_values = [
@@ -350,7 +374,8 @@ class FusionNode(Node):
             ("active_experts", ",".join(r.active_experts)), ("exit_index", str(r.exit_index)),
             ("exit_confidence", f"{r.exit_confidence:.4f}"), ("missed_deadline", str(r.missed_deadline).lower()),
             ("condition_estimate", r.condition_estimate or ""), ("degraded_sensors", ",".join(r.degraded_sensors)),
-            ("detections", str(len(r.boxes))), ("inference_ms", f"{r.latency_ms:.3f}"),
+            ("detections", str(len(r.boxes))), ("published", str(n_published)),
+            ("inference_ms", f"{r.latency_ms:.3f}"),
             ("stamp_to_publish_ms", f"{e2e_ms:.3f}"), ("receive_to_publish_ms", f"{received_ms:.3f}"),
             *((f"energy_j:{c}", repr(j)) for c, j in sorted(o.energy.compute_j.items())),
             *((f"sensor_energy_j:{c}", repr(j)) for c, j in sorted(o.energy.sensor_j.items())),

@@ -85,7 +85,7 @@ class DecodedMessage:
 
     frame_id: str
     payload: Any           # (N, C) float32 points, (H, W[, 3]) image or (6,) IMU sample; None when broken
-    received_ns: int       # wall time [ns] the node received it (time.time_ns())
+    received_ns: int       # time [ns] the node received it, on its ROS clock (fusion_node._now_ns)
     error: str | None = None  # why the content could not be decoded (``decode_error:<what>``), else None
     error_detail: str = ""    # the decoder's message, for the log
 

@@ -5,7 +5,9 @@ on :meth:`RunRecorder.write`:
 
 - ``ledger.csv``      one row per frame, joules by component (``EnergyLedger.write_csv``)
 - ``ledger.json``     totals, joules per frame, average power per component, latency p50/p95
-- ``frames.jsonl``    one line per fused frame: stamp, gate, experts, exit, latencies, detections
+- ``frames.jsonl``    one line per fused frame: stamp, gate, experts, exit, latencies, every box the
+                      model reported (``detections``) and those published (``published``: score
+                      threshold and NMS), boxes as named fields (``fusion_core.boxes.RECORD_FIELDS``)
 - ``ground_truth.jsonl`` one line per ground-truth frame (simulator runs): stamp, boxes, condition
 - ``drops.json``      the fusion node's drop counters by sensor and cause (its last report), what
                       it received per role, what the source published per topic and the
@@ -22,10 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion_core.atomic_files import atomic_write_text, atomic_writer
-from fusion_core.boxes import (
-    CLASS_NAMES,
-    empty_boxes,
-)
+from fusion_core.boxes import CLASS_NAMES, boxes_to_records, empty_boxes
 from fusion_core.energy.ledger import EnergyLedger, FrameEnergy
 from ros_nodes.detection_markers import cube_box
 from ros_nodes.source_counts import SourceCounts
@@ -105,6 +104,7 @@ class RunRecorder:
     def __init__(self):
         self.frames: dict[int, FrameRecord] = {}
         self.detections: dict[int, np.ndarray] = {}
+        self.published: dict[int, np.ndarray] = {}
         self.ground_truth: dict[int, np.ndarray] = {}
         self.conditions: dict[int, str] = {}
         self.drops: dict[str, int] = {}
@@ -145,7 +145,12 @@ class RunRecorder:
                 for role, topic in sorted(self.role_topics.items())}
 
     def add_detections(self, stamp_ns: int, boxes: np.ndarray) -> None:
+        """Every box the model reported for the frame (what the report's mAP is computed on)."""
         self.detections[stamp_ns] = boxes
+
+    def add_published(self, stamp_ns: int, boxes: np.ndarray) -> None:
+        """The boxes published as the frame's detections (score threshold and NMS applied)."""
+        self.published[stamp_ns] = boxes
 
     def add_ground_truth(self, stamp_ns: int, boxes: np.ndarray) -> None:
         self.ground_truth[stamp_ns] = boxes
@@ -180,7 +185,7 @@ class RunRecorder:
         with atomic_writer(folder / "frames.jsonl") as f:
             for stamp in sorted(self.frames):
                 r = self.frames[stamp]
-                boxes = self.detections.get(stamp)
+                boxes, published = self.detections.get(stamp), self.published.get(stamp)
                 f.write(json.dumps({
                     "stamp_ns": stamp, "pivot": r.pivot, "gate_mode": r.gate_mode, "configuration": r.configuration,
                     "active_experts": r.active_experts, "exit_index": r.exit_index,
@@ -189,12 +194,13 @@ class RunRecorder:
                     "health_level": r.health_level, "health_message": r.health_message, "absent": r.absent,
                     "compute_j": r.energy.compute_total_j,
                     "sensor_j": r.energy.sensor_total_j, "sensors_on": sorted(r.energy.sensor_j),
-                    "detections": None if boxes is None else np.asarray(boxes, float).round(4).tolist(),
+                    "detections": None if boxes is None else boxes_to_records(boxes),
+                    "published": None if published is None else boxes_to_records(published),
                 }) + "\n")
         with atomic_writer(folder / "ground_truth.jsonl") as f:
             for stamp in sorted(self.ground_truth):
                 f.write(json.dumps({"stamp_ns": stamp, "condition": self.conditions.get(stamp),
-                                    "boxes": np.asarray(self.ground_truth[stamp], float).round(4).tolist()}) + "\n")
+                                    "boxes": boxes_to_records(self.ground_truth[stamp])}) + "\n")
         atomic_write_text(folder / "drops.json", json.dumps({
             "fusion_node": self.drops, "fusion_node_received": self.received, "fusion_node_topics": self.role_topics,
             "source_node": self.source_node, "source_published": self.source_published,

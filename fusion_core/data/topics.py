@@ -42,7 +42,8 @@ GT_MARKERS_TOPIC = "/ground_truth/markers"
 GT_DETECTIONS_TOPIC = "/ground_truth/detections"
 LABELS_TOPIC = "/sim/labels"
 # --- the fusion node's output -------------------------------------------------------------------
-DETECTIONS_TOPIC = "/fusion/detections"
+DETECTIONS_TOPIC = "/fusion/detections"          # what the stack stands behind: score threshold and NMS
+ALL_DETECTIONS_TOPIC = "/fusion/detections/all"  # every box the model reported (>= 0.05): evaluation, mAP
 
 # --- message types ------------------------------------------------------------------------------
 IMAGE_TYPE = "sensor_msgs/msg/Image"

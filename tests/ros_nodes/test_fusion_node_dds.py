@@ -35,11 +35,13 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from fusion_core.boxes import SCORE
 from fusion_core.data import topics as T
 from fusion_core.data.static_tf import save_static_tf
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
 from fusion_core.vocabulary import NO_RETURNS
 from ros_nodes import ros_io
+from ros_nodes.detection_markers import markers_to_boxes
 from ros_nodes.fusion_node import DETECTIONS_TOPIC, DIAGNOSTICS_TOPIC
 from ros_nodes.fusion_pipeline import subscribed_topics
 from ros_nodes.run_record import FRAME_STATUS, HEALTH_STATUS
@@ -135,6 +137,7 @@ class Outputs:
     def __init__(self, listener: Listener):
         self.listener = listener
         self.detections: list[int] = []                   # frame stamps of the MarkerArrays, in arrival order
+        self.published: dict[int, np.ndarray] = {}         # stamp -> the boxes published on /fusion/detections
         self.frame: dict[int, dict[str, str]] = {}         # stamp -> frame status values
         self.health: dict[int, dict[str, str]] = {}        # stamp -> health status values (+ "message")
         self.frame_order: list[int] = []
@@ -151,6 +154,7 @@ class Outputs:
         for raw in self._new(DETECTIONS_TOPIC):
             msg = ros_io.deserialize(raw, MARKER_ARRAY)
             self.detections.append(stamp_of(msg.markers[0].header))  # DELETEALL first, stamped like the frame
+            self.published[self.detections[-1]] = markers_to_boxes(msg)[1]
         for raw in self._new(DIAGNOSTICS_TOPIC):
             statuses = {s.name: s for s in ros_io.deserialize(raw, DIAGNOSTIC_ARRAY).status}
             health = {kv.key: kv.value for kv in statuses[HEALTH_STATUS].values}
@@ -198,9 +202,12 @@ class FusionNodeUnderTest:
         return self.outputs()
 
     def set_parameters(self, **values) -> list:
-        """``fusion.<name>=value`` through /fusion_node/set_parameters (one result per value, in order)."""
+        """``fusion.<name>=value`` (``publish_<name>``: ``publish.<name>``) through
+        /fusion_node/set_parameters (one result per value, in order)."""
         assert self._params.wait_for_service(timeout_sec=30.0), "no /fusion_node/set_parameters service"
-        request = SetParameters.Request(parameters=[Parameter(f"fusion.{name}", value=value).to_parameter_msg()
+        names = {name: f"publish.{name.removeprefix('publish_')}" if name.startswith("publish_") else f"fusion.{name}"
+                 for name in values}
+        request = SetParameters.Request(parameters=[Parameter(names[name], value=value).to_parameter_msg()
                                                     for name, value in values.items()])
         future = self._params.call_async(request)
         assert self.listener.wait_for(future.done, 30.0), "no answer from /fusion_node/set_parameters"
@@ -362,16 +369,17 @@ def test_frames_around_bad_sensor_messages_are_fused_without_that_sensor(malform
 
 # ------------------------------------------------------------------------ run-time settings
 NEW_SETTINGS = {"gate_mode": "attention", "k": 1, "lam_per_j": 12.5, "exit_policy": "confidence",
-                "exit_threshold": 0.0}
+                "exit_threshold": 0.0, "publish_min_score": 0.5}
 
 
 def test_settings_change_at_run_time_and_bad_values_are_refused(node, malformed_run):
     results = node.set_parameters(**NEW_SETTINGS)
     assert all(r.successful for r in results), [r.reason for r in results]
-    refused = node.set_parameters(gate_mode="teleport", exit_policy="sometimes", max_cloud_points=10)
+    refused = node.set_parameters(gate_mode="teleport", exit_policy="sometimes", max_cloud_points=10,
+                                  publish_nms_iou=2.0)
     assert not any(r.successful for r in refused)
     assert "teleport" in refused[0].reason and "sometimes" in refused[1].reason
-    assert "only read at start-up" in refused[2].reason
+    assert "only read at start-up" in refused[2].reason and "publish.nms_iou" in refused[3].reason
     # the next frames run with the new settings, the refused values changed nothing
     stamps = node.feeder.stream(N_SETTINGS_FRAMES)
     out = node.wait_for_frames(stamps)
@@ -380,6 +388,11 @@ def test_settings_change_at_run_time_and_bad_values_are_refused(node, malformed_
         assert (frame["gate_mode"], frame["k"], frame["lam_per_j"]) == ("attention", "1", "12.5"), frame
         assert len(frame["active_experts"].split(",")) == 1          # attention keeps the top k = 1
         assert frame["exit_index"] == "0"                             # confidence >= 0: the first exit
+        # published: min_score 0.5 and one box per object, out of every box the model reported
+        published = out.published[s]
+        assert len(published) == int(frame["published"]) <= int(frame["detections"])
+        assert (published[:, SCORE] >= 0.5).all()
+    assert sum(int(out.frame[s]["published"]) for s in stamps) < sum(int(out.frame[s]["detections"]) for s in stamps)
     assert "settings changed" in node.log()
 
 
