@@ -21,6 +21,7 @@ def add_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--set", action="append", default=[], metavar="NODE:PARAM=VALUE",
                    help="override one node parameter, e.g. fusion_node:fusion.gate_mode=static (repeatable)")
+    _add_record_flags(p)
 
 
     p = sub.add_parser("replay", help="play a rosbag through fusion_node and energy_monitor over DDS, and report")
@@ -32,6 +33,27 @@ def add_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--set", action="append", default=[], metavar="NODE:PARAM=VALUE",
                    help="override one node parameter (repeatable)")
+    _add_record_flags(p)
+
+
+def _add_record_flags(p) -> None:
+    p.add_argument("--record", action="store_true",
+                   help="also record the run as a rosbag2 MCAP in OUT/record/ (detections, also as "
+                        "vision_msgs/Detection3DArray, diagnostics, ground truth): Foxglove and ros2 bag open it")
+    p.add_argument("--record-sensors", action="store_true", help="with --record: the sensor topics too (large)")
+
+
+def _record_overrides(args: argparse.Namespace, mapping) -> dict[str, str]:
+    """The energy monitor's recording parameters for ``--record`` / ``--record-sensors``."""
+    from ros_nodes.fusion_pipeline import subscribed_topics
+    from ros_nodes.node_params import ros_value_text
+
+    if args.record_sensors and not args.record:
+        raise ConfigError("--record-sensors: only with --record")
+    if not args.record:
+        return {}
+    topics = [f"{topic}={msgtype}" for topic, msgtype in subscribed_topics(mapping).values()] if args.record_sensors else []
+    return {"energy.record": "true", "energy.record_topics": ros_value_text(tuple(topics))}
 
 
 def _overrides(pairs: list[str], stack: str) -> dict[str, dict[str, str]]:
@@ -131,7 +153,7 @@ def _run_and_report(command: str, stack: str, folder: _RunFolder, plan_overrides
             print(f"dyn-fusion {command}: {err}")
             write_report(out, grid, title, live=live, partial=partial)
             print("\n" + (out / "report.md").read_text())
-            print(f"run folder: {out} (report.md, report.json, logs/); the run is partial: {partial}")
+            print(f"run folder: {out} (report.md, report.json, {_pictures(out, grid)}logs/); the run is partial: {partial}")
         elif folder.previous is not None:
             folder.restore()
             print(f"dyn-fusion {command}: {err} (the previous run in {out} is kept)")
@@ -149,11 +171,28 @@ def _run_and_report(command: str, stack: str, folder: _RunFolder, plan_overrides
                             for n, c in sorted(failed.items()))
     report = write_report(out, grid, title, live=live, partial=partial)
     print("\n" + (out / "report.md").read_text())
-    print(f"run folder: {out} (report.md, report.json, ledger.csv, frames.jsonl, logs/)")
+    print(f"run folder: {out} (report.md, report.json, ledger.csv, frames.jsonl, {_pictures(out, grid)}logs/)")
     if failed:
         print(f"dyn-fusion {command}: nodes exited with errors: {failed} (see {out / 'logs'})")
         return 1
     return 1 if require_frames and not report.frames_fused else 0
+
+
+def _pictures(out: Path, grid) -> str:
+    """Draw the run's timeline and bird's-eye pictures (dyn_fusion.run_plots); "name, " for each
+    drawn and for the recording, for the closing line. A picture that fails is reported, not fatal:
+    the report is already written."""
+    from dyn_fusion.run_plots import write_run_plots
+    from ros_nodes.run_bag import RECORD_FOLDER
+
+    try:
+        drawn = [p.name for p in write_run_plots(out, grid)]
+    except Exception as exc:
+        print(f"dyn-fusion: the run's pictures were not drawn: {type(exc).__name__}: {exc}")
+        drawn = []
+    if (out / RECORD_FOLDER).is_dir():
+        drawn.append(f"{RECORD_FOLDER}/")
+    return "".join(f"{name}, " for name in drawn)
 
 
 def up_command(args: argparse.Namespace) -> int:
@@ -176,11 +215,18 @@ def up_command(args: argparse.Namespace) -> int:
         "sim_node": {"sim.scenario": str(scenario_path), "sim.duration_s": str(args.duration_s),
                      "sim.wait_for_subscribers_s": "30.0"},
         "fusion_node": {"fusion.calibration_file": str(calibration)},
-        "energy_monitor": {"energy.run_dir": str(args.out)},
+        "energy_monitor": {"energy.run_dir": str(args.out), **_record_overrides(args, _sim_mapping())},
     }
     return _run_and_report("up", "vehicle", folder, plan_overrides, overrides, grid,
                            f"dyn-fusion up vehicle: {scenario.name}, {args.duration_s:g} s", live=True,
                            require_frames=True)
+
+
+def _sim_mapping():
+    """The simulator's topics (what sim_node publishes and fusion_node reads in ``up``)."""
+    from fusion_core.data.topic_mapping import TopicMapping, resolve_topic_mapping
+
+    return TopicMapping.load(resolve_topic_mapping("sim_bag"))
 
 
 def _sync_overrides(mapping) -> dict[str, str]:
@@ -276,7 +322,7 @@ def replay_command(args: argparse.Namespace) -> int:
         # fusion_node reads the player's /clock: latencies from header stamps on the bag's clock
         "fusion_node": {"fusion.calibration_file": str(calibration), "fusion.topic_mapping": str(mapping_path),
                         "fusion.process_every_frame": "true", "use_sim_time": "true", **_sync_overrides(mapping)},
-        "energy_monitor": {"energy.run_dir": str(args.out)},
+        "energy_monitor": {"energy.run_dir": str(args.out), **_record_overrides(args, mapping)},
     }
     return _run_and_report("replay", "replay", folder, plan_overrides, overrides, grid,
                            f"dyn-fusion replay: {args.bag.name} ({mapping_path.stem}, rate {args.rate:g})",

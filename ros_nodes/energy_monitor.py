@@ -3,10 +3,13 @@
     python -m ros_nodes.energy_monitor --ros-args --params-file configs/vehicle.yaml -p energy.run_dir:=runs/x
 
 Subscribes to ``/diagnostics`` (the fusion node's per-frame ledger entries and health),
-``/fusion/detections``, and, when a simulator or a bag provides them, ``/ground_truth/markers``
-and ``/sim/labels``. Every ``energy.report_period_s`` it logs one progress line (frames,
-detections, active experts, exit, average watts by compute and sensors); on shutdown it writes
-the run folder (``ros_nodes.run_record``: ledger CSV/JSON, frames, ground truth, drops).
+``/fusion/detections`` (published) and ``/fusion/detections/all`` (every box: the report's mAP),
+and, when a simulator or a bag provides them, ``/ground_truth/markers`` and ``/sim/labels``.
+Every ``energy.report_period_s`` it logs one progress line (frames, detections, active experts,
+exit, average watts by compute and sensors); on shutdown it writes the run folder
+(``ros_nodes.run_record``: ledger CSV/JSON, frames, ground truth, drops). With ``energy.record``
+it also writes what it receives into the run's MCAP (``ros_nodes.run_bag``), the published
+detections also as ``vision_msgs/Detection3DArray``.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ from pathlib import Path
 import rclpy
 from rclpy.node import Node
 
-from fusion_core.config_io import param
+from fusion_core.config_io import ConfigError, param
 from fusion_core.data import ros_decode as rd
 from fusion_core.data import topics as T
+from fusion_core.data.detection3d import detection3d_array_cdr
 from ros_nodes import ros_io
 from ros_nodes.detection_markers import MarkerDecodeError, markers_to_boxes
 from ros_nodes.node_main import run_node
 from ros_nodes.node_params import ParamSection, declare_sections, read_section
+from ros_nodes.run_bag import RECORD_FOLDER, RunBag
 from ros_nodes.run_record import (
     FRAME_STATUS,
     HEALTH_STATUS,
@@ -44,6 +49,10 @@ class EnergyMonitorConfig:
     run_dir: str = param("runs/latest", "folder the ledger and the run record are written to on shutdown")
     report_period_s: float = param(2.0, "seconds between progress lines (0: none)", lo=0.0)
     status_file: str = param("", "rewrite this JSON file with the running totals at every progress line ('' = no)")
+    record: bool = param(False, "also write the run as a rosbag2 MCAP (<run_dir>/record/): detections (and as "
+                                "vision_msgs/Detection3DArray), diagnostics, ground truth")
+    record_topics: tuple[str, ...] = param((), "more topics to record, each 'topic=package/msg/Type' (the "
+                                               "sensors: dyn-fusion up/replay --record-sensors)")
 
 
 PARAMETER_SECTIONS = (ParamSection("energy", EnergyMonitorConfig()),)
@@ -62,9 +71,11 @@ class EnergyMonitor(Node):
                                  ros_io.RECORD_QOS, raw=True)
         # every box for the report's mAP (what evaluate scores), the published ones for the record
         self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.ALL_DETECTIONS_TOPIC,
-                                 self._on_detections(self.recorder.add_detections), ros_io.RECORD_QOS, raw=True)
+                                 self._on_detections(T.ALL_DETECTIONS_TOPIC, self.recorder.add_detections),
+                                 ros_io.RECORD_QOS, raw=True)
         self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.DETECTIONS_TOPIC,
-                                 self._on_detections(self.recorder.add_published), ros_io.RECORD_QOS, raw=True)
+                                 self._on_detections(T.DETECTIONS_TOPIC, self.recorder.add_published),
+                                 ros_io.RECORD_QOS, raw=True)
         self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.GT_MARKERS_TOPIC, self._on_ground_truth,
                                  ros_io.RELIABLE_QOS, raw=True)
         self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), T.LABELS_TOPIC, self._on_labels,
@@ -73,6 +84,29 @@ class EnergyMonitor(Node):
                                  ros_io.LATCHED_QOS, raw=True)
         if self.config.report_period_s > 0:
             self.create_timer(self.config.report_period_s, self._report)
+        self.bag = self._open_record() if self.config.record else None
+
+    # ------------------------------------------------------------------ the recording
+    def _open_record(self) -> RunBag:
+        """The run's MCAP; subscriptions for the extra ``record_topics`` (the others are
+        recorded from the callbacks above, which see them anyway)."""
+        bag = RunBag(Path(self.config.run_dir) / RECORD_FOLDER)
+        for entry in self.config.record_topics:
+            topic, sep, msgtype = entry.partition("=")
+            if not sep or not topic or not msgtype:
+                raise ConfigError(f"energy.record_topics: {entry!r}: expected 'topic=package/msg/Type'")
+            self.create_subscription(ros_io.message_class(msgtype), topic, self._recorder_of(topic, msgtype),
+                                     ros_io.SENSOR_SUBSCRIPTION_QOS, raw=True)
+        return bag
+
+    def _recorder_of(self, topic: str, msgtype: str):
+        def record(raw: bytes) -> None:
+            self._record(topic, msgtype, raw)
+        return record
+
+    def _record(self, topic: str, msgtype: str, raw: bytes) -> None:
+        if self.bag is not None:
+            self.bag.write(topic, msgtype, self.get_clock().now().nanoseconds, raw)
 
     # ------------------------------------------------------------------ callbacks
     def _decode(self, raw: bytes, msgtype: str):
@@ -83,6 +117,7 @@ class EnergyMonitor(Node):
             return None
 
     def _on_diagnostics(self, raw: bytes) -> None:
+        self._record("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", raw)
         msg = self._decode(raw, "diagnostic_msgs/msg/DiagnosticArray")
         record = None  # the frame status comes first in the fusion node's array, then its health
         for status in [] if msg is None else msg.status:
@@ -99,8 +134,9 @@ class EnergyMonitor(Node):
             elif status.name == HEALTH_STATUS:
                 self.recorder.add_health(status, record)
 
-    def _on_detections(self, record):
+    def _on_detections(self, topic: str, record):
         def on_markers(raw: bytes) -> None:
+            self._record(topic, "visualization_msgs/msg/MarkerArray", raw)
             msg = self._decode(raw, "visualization_msgs/msg/MarkerArray")
             if msg is None:
                 return
@@ -110,9 +146,14 @@ class EnergyMonitor(Node):
                 self.recorder.bad_messages += 1
                 return
             record(stamp, boxes)
+            if topic == T.DETECTIONS_TOPIC and self.bag is not None:  # the standard message, beside RViz's
+                frame_id = next((m.header.frame_id for m in msg.markers), "base_link")
+                self._record(T.DETECTIONS_3D_TOPIC, T.DETECTION3D_ARRAY_TYPE,
+                             detection3d_array_cdr(boxes, stamp, frame_id))
         return on_markers
 
     def _on_ground_truth(self, raw: bytes) -> None:
+        self._record(T.GT_MARKERS_TOPIC, "visualization_msgs/msg/MarkerArray", raw)
         msg = self._decode(raw, "visualization_msgs/msg/MarkerArray")
         if msg is not None:
             self.recorder.add_ground_truth(*ground_truth_from_markers(msg))
@@ -175,6 +216,10 @@ class EnergyMonitor(Node):
         folder = Path(self.config.run_dir)
         self.recorder.write(folder)
         self.get_logger().info(f"energy_monitor: {len(self.recorder.frames)} frames; ledger and record in {folder}")
+        if self.bag is not None:
+            self.bag.close()
+            counts = ", ".join(f"{t} {n}" for t, n in sorted(self.bag.counts.items()))
+            self.get_logger().info(f"energy_monitor: recorded {self.bag.folder} ({counts})")
 
 
 def main(args=None) -> int:

@@ -192,7 +192,7 @@ class RunRecorder:
                     "condition_estimate": r.condition_estimate, "inference_ms": r.inference_ms,
                     "stamp_to_publish_ms": r.stamp_to_publish_ms, "receive_to_publish_ms": r.receive_to_publish_ms,
                     "health_level": r.health_level, "health_message": r.health_message, "absent": r.absent,
-                    "compute_j": r.energy.compute_total_j,
+                    "compute_j": r.energy.compute_total_j, "compute_j_by_component": dict(r.energy.compute_j),
                     "sensor_j": r.energy.sensor_total_j, "sensors_on": sorted(r.energy.sensor_j),
                     "detections": None if boxes is None else boxes_to_records(boxes),
                     "published": None if published is None else boxes_to_records(published),

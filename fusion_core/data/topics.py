@@ -44,6 +44,7 @@ LABELS_TOPIC = "/sim/labels"
 # --- the fusion node's output -------------------------------------------------------------------
 DETECTIONS_TOPIC = "/fusion/detections"          # what the stack stands behind: score threshold and NMS
 ALL_DETECTIONS_TOPIC = "/fusion/detections/all"  # every box the model reported (>= 0.05): evaluation, mAP
+DETECTIONS_3D_TOPIC = "/fusion/detections_3d"     # the published boxes as vision_msgs/Detection3DArray (recordings)
 
 # --- message types ------------------------------------------------------------------------------
 IMAGE_TYPE = "sensor_msgs/msg/Image"

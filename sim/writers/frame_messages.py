@@ -23,6 +23,7 @@ import numpy as np
 
 from fusion_core.boxes import CLASS_ID, CLASS_NAMES, VX, VY, YAW, H, L, W, X, Y, Z
 from fusion_core.data import topics as T
+from fusion_core.data.detection3d import detection3d_array
 from fusion_core.data.ros_types import shared_typestore
 from fusion_core.vocabulary import SENSORS
 from sim.calibration import BASE_FRAME, WORLD_FRAME
@@ -276,20 +277,8 @@ class FrameMessageBuilder:
         return t["visualization_msgs/msg/MarkerArray"](markers=markers)
 
     def _detections(self, frame: SimFrame, header):
-        t = self._types
-        hyp_cls, hyp_pose_cls = t["vision_msgs/msg/ObjectHypothesis"], t["vision_msgs/msg/ObjectHypothesisWithPose"]
-        pwc, bbox_cls, det_cls = (t["geometry_msgs/msg/PoseWithCovariance"], t["vision_msgs/msg/BoundingBox3D"],
-                                  t["vision_msgs/msg/Detection3D"])
-        vec = t["geometry_msgs/msg/Vector3"]
-        detections = []
-        for box, track in zip(frame.gt_boxes.tolist(), frame.gt_track_ids.tolist()):
-            pose = self._pose(box[X], box[Y], box[Z], box[YAW])
-            hyp = hyp_pose_cls(hypothesis=hyp_cls(class_id=self._class_name(box[CLASS_ID]), score=1.0),
-                               pose=pwc(pose=pose, covariance=self._zero_cov36))
-            detections.append(det_cls(header=header, results=[hyp],
-                                      bbox=bbox_cls(center=pose, size=vec(x=box[L], y=box[W], z=box[H])),
-                                      id=str(track)))
-        return t["vision_msgs/msg/Detection3DArray"](header=header, detections=detections)
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        return detection3d_array(frame.gt_boxes, stamp_ns, header.frame_id, ids=frame.gt_track_ids.tolist())
 
     def _labels(self, frame: SimFrame, header):
         t = self._types
