@@ -67,8 +67,8 @@ def plot_timeline(frames: list[dict], path: Path, frame_period_s: float = 0.1) -
     twin.plot(t_s, power["sensor"], color="black", lw=1.2, label="sensors (right axis)")
     twin.set_ylabel("sensor power [W]")
     twin.set_ylim(bottom=0)
-    ax.legend(loc="upper left", fontsize=7, ncol=3)
-    twin.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="lower left", fontsize=7, ncol=3)
+    twin.legend(loc="lower right", fontsize=7)
     # latency
     ax = axes[1]
     ax.plot(t_s, [f.get("stamp_to_publish_ms", np.nan) for f in frames], ".-", ms=3, lw=0.8,
