@@ -139,11 +139,15 @@ def _run_and_report(command: str, stack: str, folder: _RunFolder, plan_overrides
     ``require_frames``) nothing was fused."""
     from dyn_fusion.run_report import write_report
     from dyn_fusion.stack_runner import StackError, StackInterrupted, StackRun, run_stack
+    from ros_nodes.dds_shm import remove_dead_participant_files
     from ros_nodes.node_plan import stack_plan
 
     out = folder.out
     for node, values in user_overrides.items():
         plan_overrides.setdefault(node, {}).update(values)
+    removed = remove_dead_participant_files()  # what killed runs left in /dev/shm (ros_nodes.dds_shm)
+    if removed.files:
+        print(f"[up] removed {removed.summary()}")
     partial = None
     try:
         codes = run_stack(StackRun(stack, out, plan_overrides, on_started=folder.started))
