@@ -15,9 +15,9 @@ Start: publishers are created for every topic first; playback begins after
 ``wait_for_topics``, has a subscriber, for runs whose consumers must not miss the first
 messages) and then ``start_delay_s``.
 
-QoS: ``Image``, ``PointCloud2``, ``Imu``, ``CameraInfo`` and ``LaserScan`` with sensor-data QoS
-(best effort), a topic the recorder was offered transient_local (``/tf_static``) latched,
-everything else (``/clock`` included) reliable; see :mod:`ros_nodes.ros_io`.
+QoS: ``Image``, ``PointCloud2``, ``Imu``, ``CameraInfo`` and ``LaserScan`` as a REP 2003 sensor
+driver publishes them (reliable, keep last 5), a topic the recorder was offered transient_local
+(``/tf_static``) latched, everything else (``/clock`` included) reliable; see :mod:`ros_nodes.ros_io`.
 
 Topics whose type rclpy cannot carry here (``tf2_msgs``, ``vision_msgs``, custom types such as
 ``sick_scan/RadarScan``, ROS 1 types without a ROS 2 twin such as ``rosgraph_msgs/Log``) are not
@@ -92,12 +92,12 @@ PARAMETER_SECTIONS = (ParamSection("player", PlayerConfig()),)
 
 
 def qos_for(info: TopicInfo) -> QoSProfile:
-    """Latched when the recorder was offered transient_local, sensor data QoS for sensor types,
-    else reliable."""
+    """Latched when the recorder was offered transient_local, a sensor driver's QoS (reliable, keep
+    last 5) for sensor types, else reliable."""
     if info.latched:
         return ros_io.LATCHED_QOS
     if info.msgtype in SENSOR_TYPES:
-        return ros_io.SENSOR_QOS
+        return ros_io.SENSOR_PUBLISHER_QOS
     return ros_io.RELIABLE_QOS
 
 

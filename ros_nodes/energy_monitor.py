@@ -191,9 +191,9 @@ class EnergyMonitor(Node):
         compute_w = sum(w for c, w in power.items() if not c.startswith("sensor:"))
         sensor_w = sum(w for c, w in power.items() if c.startswith("sensor:"))
         latest = self.recorder.frames[max(self.recorder.frames)]
-        n_det = len(self.recorder.detections.get(latest.stamp_ns, ()))
+        n_det = len(self.recorder.published.get(latest.stamp_ns, ()))
         self.get_logger().info(
-            f"frames {n} (+{self._since_report}) | detections {n_det} | experts {','.join(latest.active_experts)}"
+            f"frames {n} (+{self._since_report}) | detections {n_det} published | experts {','.join(latest.active_experts)}"
             f" | exit {latest.exit_index} | {compute_w:.2f} W compute + {sensor_w:.1f} W sensors"
             f" | latency p95 {summary['latency_ms'].get('p95', float('nan')):.0f} ms")
         self._since_report = 0

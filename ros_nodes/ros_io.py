@@ -13,10 +13,13 @@ wheels of this machine, ``tf2_msgs`` and ``vision_msgs`` are not installed, so `
 and ``/ground_truth/detections`` cannot be published here (:class:`UnsupportedType`); the nodes
 fall back as their docs say (calibration from a file, ground truth from the marker topic).
 
-QoS: sensor data is best effort, keep last 5 (``rclpy.qos.qos_profile_sensor_data``); state and
-configuration topics (``/tf_static``, power requests and states, camera info stays sensor-data)
-are reliable, transient local, keep last 1, so a late joiner gets the last value; everything
-else is reliable, keep last 10.
+QoS, as REP 2003 asks of sensor drivers and consumers: sensor data is *published* reliable
+(``SENSOR_PUBLISHER_QOS``, keep last 5: a reliable subscriber such as ``ros2 bag record`` or a
+user's node gets it live) and *subscribed* best effort (``SENSOR_SUBSCRIPTION_QOS``; a
+best-effort reader matches reliable and best-effort drivers alike, and never makes a driver wait);
+state and configuration topics (``/tf_static``, power requests and states) are reliable,
+transient local, keep last 1, so a late joiner gets the last value; everything else is reliable,
+keep last 10.
 """
 from __future__ import annotations
 
@@ -39,7 +42,9 @@ from rclpy.qos import (
 from fusion_core.data.ros_types import shared_typestore
 from ros_nodes.node_plan import dds_environment
 
-SENSOR_QOS: QoSProfile = qos_profile_sensor_data
+SENSOR_QOS: QoSProfile = qos_profile_sensor_data  # best effort, keep last 5: a consumer's (and a best-effort driver's)
+SENSOR_PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.VOLATILE)
 # Subscribers keep more: a reader history of 5 overflows (silently, in DDS) whenever the node's
 # executor is held up, which two busy cores do; 200 holds a second of 200 Hz IMU data (depth 30
 # lost 19 of 1640 IMU messages in a 9 s run). Best effort either way, so any sensor driver's

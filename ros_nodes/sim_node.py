@@ -7,7 +7,7 @@ Run::
 Parameters: the ``sim.*`` block of ``configs/vehicle.yaml`` (:class:`SimNodeConfig`), read once at
 start-up. Topics (names and types: :mod:`fusion_core.data.topics`):
 
-* the five sensors and camera info (``ros_io.SENSOR_QOS``); ground-truth markers and
+* the five sensors and camera info (``ros_io.SENSOR_PUBLISHER_QOS``: reliable, REP 2003); ground-truth markers and
   detections, ``/sim/labels``, ``/odom``, ``/tf`` (``ros_io.RELIABLE_QOS``); ``/tf_static`` once
   (``ros_io.LATCHED_QOS``). A type rclpy cannot carry here (``tf2_msgs`` and ``vision_msgs``
   are not in the pip wheels) is skipped, with one warning at start;
@@ -116,10 +116,11 @@ PARAMETER_SECTIONS = (ParamSection(PARAM_PREFIX, SimNodeConfig()),)
 
 
 def topic_qos(topic: str) -> QoSProfile:
-    """QoS of a published data topic: sensor data best effort, /tf_static latched, the rest reliable."""
+    """QoS of a published data topic: sensor data as a REP 2003 driver publishes it (reliable,
+    keep last 5), /tf_static latched, the rest reliable."""
     if topic == T.TF_STATIC_TOPIC:
         return ros_io.LATCHED_QOS
-    return ros_io.SENSOR_QOS if topic in _SENSOR_DATA_TOPICS else ros_io.RELIABLE_QOS
+    return ros_io.SENSOR_PUBLISHER_QOS if topic in _SENSOR_DATA_TOPICS else ros_io.RELIABLE_QOS
 
 
 @dataclass

@@ -139,8 +139,8 @@ def test_report_summary_counts_and_exit_code():
 
 def test_qos_latched_for_transient_local_sensor_data_for_sensors_else_reliable():
     assert qos_for(TopicInfo("/tf_static", "tf2_msgs/msg/TFMessage", latched=True)) == ros_io.LATCHED_QOS
-    assert qos_for(TopicInfo("/points", "sensor_msgs/msg/PointCloud2", latched=False)) == ros_io.SENSOR_QOS
-    assert qos_for(TopicInfo("/scan", "sensor_msgs/msg/LaserScan", latched=False)) == ros_io.SENSOR_QOS
+    assert qos_for(TopicInfo("/points", "sensor_msgs/msg/PointCloud2", latched=False)) == ros_io.SENSOR_PUBLISHER_QOS
+    assert qos_for(TopicInfo("/scan", "sensor_msgs/msg/LaserScan", latched=False)) == ros_io.SENSOR_PUBLISHER_QOS
     assert qos_for(TopicInfo("/odom", "nav_msgs/msg/Odometry", latched=False)) == ros_io.RELIABLE_QOS
 
 

@@ -39,6 +39,7 @@ WARMUP_S = 0.5  # the power test's sensor warm-up: long enough to tell from "no 
 N_FRAMES = round(DURATION_S / FRAME_PERIOD_S)
 PERIOD_NS = round(FRAME_PERIOD_S * 1e9)
 RELIABLE_TOPICS = (T.ODOM_TOPIC, T.GT_MARKERS_TOPIC, T.LABELS_TOPIC, CLOCK_TOPIC)
+RELIABLE_SENSOR_TOPICS = (T.LIDAR_TOPIC, T.IMU_TOPIC)
 # The listener's reliable subscriptions keep a long history, so a busy test process loses nothing.
 RELIABLE_DEEP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=500, reliability=ReliabilityPolicy.RELIABLE)
 TINY_SCENARIO = {
@@ -111,6 +112,9 @@ def listen(domain_id: int) -> Listener:
     qos = {topic: RELIABLE_DEEP_QOS for topic in RELIABLE_TOPICS}
     qos.update({power_state_topic(s): ros_io.LATCHED_QOS for s in SENSORS})
     qos[T.TF_STATIC_TOPIC] = ros_io.LATCHED_QOS  # sent once at start-up, maybe before discovery ends
+    # reliable consumers of sensor data (ros2 bag record, a user's node): REP 2003 drivers publish
+    # reliable, so they match (a best-effort publisher would give them nothing)
+    qos.update({topic: RELIABLE_DEEP_QOS for topic in RELIABLE_SENSOR_TOPICS})
     return Listener(domain_id, topics, qos_by_topic=qos)
 
 
@@ -156,6 +160,8 @@ def test_every_supported_topic_arrives_and_the_others_are_named_once(clean_run):
     for topic, msgtype in ((T.ODOM_TOPIC, T.ODOMETRY_TYPE), (T.LABELS_TOPIC, T.DIAGNOSTIC_ARRAY_TYPE)):
         stamps = [stamp_ns(m.header) for _, m in decoded(listener, topic, msgtype)]
         assert stamps == frame_stamps[-len(stamps):] and len(stamps) >= N_FRAMES - MAY_MISS_FIRST_FRAMES, topic
+    # the reliable sensor subscriptions got every LiDAR scan after the first frames
+    assert len(decoded(listener, T.LIDAR_TOPIC, SUPPORTED[T.LIDAR_TOPIC])) >= N_FRAMES - MAY_MISS_FIRST_FRAMES
     markers = decoded(listener, T.GT_MARKERS_TOPIC, T.MARKER_ARRAY_TYPE)
     assert [stamp_ns(m.markers[0].header) for _, m in markers] == frame_stamps[-len(markers):]
 
