@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,8 @@ class RunReport:
     source_warnings: tuple[str, ...] = ()  # what the bag says wrongly of itself (a metadata.yaml type its storage
                                            # contradicts: the storage's was played), as evaluate reports it
     latency_clock: str = "system"         # the clock latencies are measured on: "system" (live) or "bag" (/clock)
+    health: dict[str, object] = dataclasses.field(default_factory=dict)  # frames per level ("ok", "warn",
+    # "error") and "problems": the frames' health messages (numbers as N) -> frames, most frequent first
     boxes_per_frame: dict[str, float] = dataclasses.field(default_factory=dict)  # "reported" (every box the
     # model gave, mAP's input), "published" (score threshold + NMS), "ground_truth" (objects in the region)
 
@@ -138,7 +141,17 @@ def build_report(run_dir: Path, grid: BevGridConfig, gt_tolerance_s: float = 0.0
         source_warnings=tuple(drops.get("source_warnings", ())),
         boxes_per_frame=_boxes_per_frame(frames, n_truth / evaluated if evaluated else None),
         latency_clock="system" if live else "bag",
+        health=_health(frames),
     )
+
+
+def _health(frames: list[dict]) -> dict[str, object]:
+    """How the fusion node judged its frames (their ``health_level`` and ``health_message``)."""
+    levels = Counter(f.get("health_level", 0) for f in frames)
+    problems = Counter(re.sub(r"\d+(\.\d+)?", "N", problem.strip()) for f in frames if f.get("health_level", 0)
+                       for problem in f.get("health_message", "").split(";") if problem.strip())
+    return {"ok": levels.get(0, 0), "warn": levels.get(1, 0), "error": levels.get(2, 0),
+            "problems": dict(problems.most_common())}
 
 
 def _boxes_per_frame(frames: list[dict], truth_per_frame: float | None) -> dict[str, float]:
@@ -167,6 +180,11 @@ def report_markdown(r: RunReport, title: str) -> str:
         by_cond = ", ".join(f"{c} {m:.3f}" for c, m in r.map_by_condition.items())
         lines.append(f"- mAP against ground truth: **{r.map_all:.3f}** on {r.frames_evaluated} of {r.frames_fused} "
                      f"fused frames ({r.ground_truth_frames} ground-truth frames){'; ' + by_cond if by_cond else ''}")
+    if r.health:
+        h = r.health
+        top = ", ".join(f"{p} {n}" for p, n in list(h["problems"].items())[:4])
+        lines.append(f"- health of the frames: ok {h['ok']}, WARN {h['warn']}, ERROR {h['error']}"
+                     + (f" ({top})" if top else ""))
     if "published" in r.boxes_per_frame:
         b = r.boxes_per_frame
         lines.append(f"- boxes per frame: {b['published']:.1f} published (score threshold and NMS: fusion_node "

@@ -2,14 +2,14 @@
 
     python -m ros_nodes.energy_monitor --ros-args --params-file configs/vehicle.yaml -p energy.run_dir:=runs/x
 
-Subscribes to ``/diagnostics`` (the fusion node's per-frame ledger entries and health),
+Subscribes to ``/fusion/frames`` (the fusion node's per-frame ledger entries and health),
 ``/fusion/detections`` (published) and ``/fusion/detections/all`` (every box: the report's mAP),
 and, when a simulator or a bag provides them, ``/ground_truth/markers`` and ``/sim/labels``.
 Every ``energy.report_period_s`` it logs one progress line (frames, detections, active experts,
 exit, average watts by compute and sensors); on shutdown it writes the run folder
 (``ros_nodes.run_record``: ledger CSV/JSON, frames, ground truth, drops). With ``energy.record``
-it also writes what it receives into the run's MCAP (``ros_nodes.run_bag``), the published
-detections also as ``vision_msgs/Detection3DArray``.
+it also writes what it receives into the run's MCAP (``ros_nodes.run_bag``), ``/diagnostics``
+too, the published detections also as ``vision_msgs/Detection3DArray``.
 """
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ class EnergyMonitor(Node):
         self._since_report = 0
         self._t0 = time.monotonic()
         cls = ros_io.message_class
-        self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), "/diagnostics", self._on_diagnostics,
-                                 ros_io.RECORD_QOS, raw=True)
+        self.create_subscription(cls("diagnostic_msgs/msg/DiagnosticArray"), T.FRAME_RECORDS_TOPIC,
+                                 self._on_frame_records, ros_io.RECORD_QOS, raw=True)
         # every box for the report's mAP (what evaluate scores), the published ones for the record
         self.create_subscription(cls("visualization_msgs/msg/MarkerArray"), T.ALL_DETECTIONS_TOPIC,
                                  self._on_detections(T.ALL_DETECTIONS_TOPIC, self.recorder.add_detections),
@@ -91,6 +91,9 @@ class EnergyMonitor(Node):
         """The run's MCAP; subscriptions for the extra ``record_topics`` (the others are
         recorded from the callbacks above, which see them anyway)."""
         bag = RunBag(Path(self.config.run_dir) / RECORD_FOLDER)
+        self.create_subscription(ros_io.message_class("diagnostic_msgs/msg/DiagnosticArray"), T.DIAGNOSTICS_TOPIC,
+                                 self._recorder_of(T.DIAGNOSTICS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
+                                 ros_io.RELIABLE_QOS, raw=True)
         for entry in self.config.record_topics:
             topic, sep, msgtype = entry.partition("=")
             if not sep or not topic or not msgtype:
@@ -116,8 +119,8 @@ class EnergyMonitor(Node):
             self.recorder.bad_messages += 1
             return None
 
-    def _on_diagnostics(self, raw: bytes) -> None:
-        self._record("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", raw)
+    def _on_frame_records(self, raw: bytes) -> None:
+        self._record(T.FRAME_RECORDS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray", raw)
         msg = self._decode(raw, "diagnostic_msgs/msg/DiagnosticArray")
         record = None  # the frame status comes first in the fusion node's array, then its health
         for status in [] if msg is None else msg.status:

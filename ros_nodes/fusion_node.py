@@ -21,11 +21,17 @@ Published (per frame):
   (``publish.nms_iou``) applied (``fusion_core.detection_filter``);
 - ``/fusion/detections/all``: every box the model reported (>= its 0.05 score threshold), what
   average precision is computed on (the energy monitor's report, like ``evaluate``);
-- ``/diagnostics`` ``diagnostic_msgs/DiagnosticArray`` with two statuses: ``dyn_fusion: frame``
-  (gate mode, configuration, experts, exit, condition estimate, latencies, joules by component
-  as ``energy_j:<component>`` and ``sensor_energy_j:<sensor>``) and ``dyn_fusion: health``
-  (WARN when a detection sensor is lost or a frame is slow, ERROR after
+- ``/fusion/frames`` ``diagnostic_msgs/DiagnosticArray``, the frame's record, with two statuses:
+  ``dyn_fusion: frame`` (gate mode, configuration, experts, exit, condition estimate, latencies,
+  joules by component as ``energy_j:<component>`` and ``sensor_energy_j:<sensor>``) and
+  ``dyn_fusion: health`` (WARN when a detection sensor is lost or a frame is slow, ERROR after
   ``fusion.slow_frames_for_error`` slow frames in a row; message counts by drop cause);
+
+Published every ``diagnostics.period_s`` (1 s) on ``/diagnostics``, as ROS tools expect it
+(rqt_robot_monitor, diagnostic_aggregator): ``fusion_node: health`` (the worst frame health of
+the period, frames fused, drop totals) and one ``fusion_node: input <sensor>`` per input with
+its rate and stamp ages, WARN when it went silent, slowed down or its stamps are stale
+(``ros_nodes.input_rates``);
 - ``/sensors/<sensor>/power/request`` ``std_msgs/String`` when power gating decides
   (``docs/sensor_power_gating.md``).
 
@@ -49,6 +55,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 
 from fusion_core.config_io import ConfigError, param, parameter_names
+from fusion_core.data import topics as T
 from fusion_core.data.ros_decode import MAX_CLOUD_POINTS
 from fusion_core.data.shard_source import ShardSource
 from fusion_core.data.static_tf import StaticTfTree, load_static_tf
@@ -73,12 +80,13 @@ from ros_nodes.fusion_pipeline import (
     ReadyFrame,
     subscribed_topics,
 )
+from ros_nodes.input_rates import InputCheckConfig, InputRates
 from ros_nodes.node_main import run_node
 from ros_nodes.node_params import ParamSection, declare_sections, read_section, update_section
 from ros_nodes.run_record import FRAME_STATUS, HEALTH_STATUS
 from ros_nodes.stamp_sync import StampSyncConfig, StampSynchroniser
 
-DIAGNOSTICS_TOPIC = "/diagnostics"
+DIAGNOSTICS_TOPIC = T.DIAGNOSTICS_TOPIC
 INBOX_LIMIT = 20_000  # raw messages waiting for the worker; beyond that the oldest are dropped (counted)
 # The node's defaults where they differ from the settings classes' (configs/vehicle.yaml gives them
 # too): the loss gate at λ = 5 (README: 35 % of static's compute energy within 0.02 mAP), and a
@@ -120,6 +128,7 @@ def online_gate(settings: GateSettings) -> GateSettings:
 FUSION_SECTIONS = tuple(ParamSection("fusion", d) for d in (FusionNodeConfig(), NODE_GATE_SETTINGS, NODE_EXIT_SETTINGS))
 PARAMETER_SECTIONS = (*FUSION_SECTIONS,
                       ParamSection("publish", DetectionFilterSettings()),
+                      ParamSection("diagnostics", InputCheckConfig()),
                       ParamSection("sync", StampSyncConfig(fallback_pivots=("depth", "rgb", "radar")),
                                    skip=("roles", "pivot", "imu_role")),
                       ParamSection("power", PowerGatingConfig()))
@@ -173,6 +182,7 @@ class FusionNode(Node):
         declare_sections(self, PARAMETER_SECTIONS)
         self.config, self.gate_settings, self.exit_settings = read_fusion_parameters(self)
         self.publish_settings = read_section(self, "publish", DetectionFilterSettings)
+        self.input_checks = read_section(self, "diagnostics", InputCheckConfig)
         sync_config = read_section(self, "sync", StampSyncConfig)
         power_config = read_section(self, "power", PowerGatingConfig)
         cfg = self.config
@@ -193,8 +203,9 @@ class FusionNode(Node):
                               | {"diagnostic_msgs/msg/DiagnosticArray", "std_msgs/msg/String"})
         calibration = self._calibration(cfg)
         power = SensorPowerManager(power_config) if power_config.enabled else None
+        self.rates = InputRates(tuple(sync_config.roles), self.input_checks)
         self.pipeline = FusionPipeline(self.fusion, self.mapping, StampSynchroniser(sync_config), calibration,
-                                       self.profile, cfg.frame_period_s, cfg.max_cloud_points, power)
+                                       self.profile, cfg.frame_period_s, cfg.max_cloud_points, power, self.rates)
 
         self._inbox: deque[tuple[str, bytes, int]] = deque()  # (role, CDR, received [ns])
         self._inbox_lock = threading.Condition()
@@ -205,8 +216,13 @@ class FusionNode(Node):
         markers = ros_io.message_class("visualization_msgs/msg/MarkerArray")
         self.detections_pub = self.create_publisher(markers, DETECTIONS_TOPIC, ros_io.RECORD_QOS)
         self.all_detections_pub = self.create_publisher(markers, ALL_DETECTIONS_TOPIC, ros_io.RECORD_QOS)
-        self.diagnostics_pub = self.create_publisher(ros_io.message_class("diagnostic_msgs/msg/DiagnosticArray"),
-                                                     DIAGNOSTICS_TOPIC, ros_io.RECORD_QOS)
+        diagnostic_array = ros_io.message_class("diagnostic_msgs/msg/DiagnosticArray")
+        self.records_pub = self.create_publisher(diagnostic_array, T.FRAME_RECORDS_TOPIC, ros_io.RECORD_QOS)
+        self.diagnostics_pub = self.create_publisher(diagnostic_array, DIAGNOSTICS_TOPIC, ros_io.RELIABLE_QOS)
+        self._period_lock = threading.Lock()
+        self._period = _PeriodHealth()
+        self._period_start_ns = self._now_ns()
+        self.create_timer(self.input_checks.period_s, self._publish_diagnostics)
         string = ros_io.message_class("std_msgs/msg/String")
         self.power_pubs = {s: self.create_publisher(string, power_request_topic(s), ros_io.LATCHED_QOS)
                            for s in SENSORS} if power is not None else {}
@@ -361,8 +377,8 @@ class FusionNode(Node):
             msg = ros_io.types()["std_msgs/msg/String"](data=command.state)
             self.power_pubs[command.sensor].publish(ros_io.serialize(msg, "std_msgs/msg/String"))
             self.get_logger().info(f"power: {command.sensor} -> {command.state} ({command.reason})")
-        self.diagnostics_pub.publish(ros_io.serialize(self._diagnostics(outcome, len(published), stamp_ms, received_ms),
-                                                      "diagnostic_msgs/msg/DiagnosticArray"))
+        self.records_pub.publish(ros_io.serialize(self._diagnostics(outcome, len(published), stamp_ms, received_ms),
+                                                  "diagnostic_msgs/msg/DiagnosticArray"))
         self.frames_published += 1
 
     def _diagnostics(self, o: FrameOutcome, n_published: int, e2e_ms: float, received_ms: float):
@@ -395,6 +411,8 @@ class FusionNode(Node):
             level = 2
             problems.append(f"{self._slow_run} slow frames in a row")
         drops = self._counter_values()
+        with self._period_lock:
+            self._period.add(level, "; ".join(problems))
         header = ros_io.header(o.stamp_ns, "")
         summary = f"{s.mode}: {','.join(r.active_experts) or 'none'}; exit {r.exit_index}; " \
                   f"{o.energy.compute_total_j * 1e3:.1f} mJ compute"
@@ -417,8 +435,45 @@ class FusionNode(Node):
         readings past the last scan) are counted too, so received matches what was sent."""
         final = _status(0, HEALTH_STATUS, f"stopped after {self.frames_published} frames", self._counter_values())
         array = ros_io.types()["diagnostic_msgs/msg/DiagnosticArray"](header=ros_io.header(time.time_ns(), ""), status=[final])
+        self.records_pub.publish(ros_io.serialize(array, "diagnostic_msgs/msg/DiagnosticArray"))
+        self.records_pub.wait_for_all_acked(Duration(seconds=2))
+
+    def _publish_diagnostics(self) -> None:
+        """``/diagnostics`` for the period that just ended (see the module doc)."""
+        now_ns = self._now_ns()
+        elapsed_s = max((now_ns - self._period_start_ns) / 1e9, 1e-9)
+        self._period_start_ns = now_ns
+        with self._period_lock:
+            period, self._period = self._period, _PeriodHealth()
+        inputs = self.rates.period(elapsed_s)
+        drops = self._drops()
+        health = _status(period.level, "fusion_node: health", period.message or "ok", [
+            ("frames", str(period.frames)), ("frame_rate_hz", f"{period.frames / elapsed_s:.2f}"),
+            ("warn_frames", str(period.warn_frames)), ("drops_total", str(sum(drops.values())))])
+        statuses = [health] + [_status(p.level, f"fusion_node: input {p.role}", "; ".join(p.problems) or "ok", [
+            ("topic", self.pipeline.roles[p.role][0] if p.role in self.pipeline.roles else ""),
+            ("messages", str(p.messages)), ("rate_hz", f"{p.rate_hz:.2f}"),
+            ("usual_rate_hz", "" if p.usual_rate_hz is None else f"{p.usual_rate_hz:.2f}"),
+            ("stamp_age_ms_max", "" if p.stamp_age_ms_max is None else f"{p.stamp_age_ms_max:.1f}"),
+            ("stamp_age_ms_min", "" if p.stamp_age_ms_min is None else f"{p.stamp_age_ms_min:.1f}")]) for p in inputs]
+        array = ros_io.types()["diagnostic_msgs/msg/DiagnosticArray"](header=ros_io.header(now_ns, ""), status=statuses)
         self.diagnostics_pub.publish(ros_io.serialize(array, "diagnostic_msgs/msg/DiagnosticArray"))
-        self.diagnostics_pub.wait_for_all_acked(Duration(seconds=2))
+
+
+@dataclass
+class _PeriodHealth:
+    """The frames' health over one diagnostics period."""
+
+    level: int = 0
+    message: str = ""
+    frames: int = 0
+    warn_frames: int = 0
+
+    def add(self, level: int, problems: str) -> None:
+        self.frames += 1
+        self.warn_frames += level > 0
+        if level >= self.level and problems:
+            self.level, self.message = level, problems
 
 
 def _status(level: int, name: str, message: str, values: list[tuple[str, str]]):

@@ -58,6 +58,7 @@ from fusion_core.vocabulary import (
     SYNC_PREFIX,
 )
 from ros_nodes import ros_io
+from ros_nodes.input_rates import InputRates
 from ros_nodes.stamp_sync import StampSynchroniser, SyncedFrame
 
 log = logging.getLogger(__name__)
@@ -125,16 +126,20 @@ class FusionPipeline:
     ``frame_period_s``: the sensors' frame period, for the sensor energy of a frame.
     ``max_cloud_points``: larger clouds are dropped (``decode_error:too_many_points``) rather
     than stalling the node. ``power``: sensor power gating, or None (every sensor stays on).
+    ``rates``: where each sensor message's arrival and stamp age are counted (the node's
+    per-input diagnostics), or None.
     """
 
     def __init__(self, fusion: DynamicFusion, mapping: TopicMapping, synchroniser: StampSynchroniser,
                  calibration: StaticTfTree, profile: DeviceProfile, frame_period_s: float = 0.1,
-                 max_cloud_points: int = rd.MAX_CLOUD_POINTS, power: SensorPowerManager | None = None):
+                 max_cloud_points: int = rd.MAX_CLOUD_POINTS, power: SensorPowerManager | None = None,
+                 rates: InputRates | None = None):
         if fusion.cost_table is None:
             raise ValueError("the fusion pipeline needs a DynamicFusion with a cost table (energy per frame)")
         self.fusion, self.mapping, self.sync = fusion, mapping, synchroniser
         self.calibration, self.profile, self.power = calibration, profile, power
         self.frame_period_s, self.max_cloud_points = frame_period_s, max_cloud_points
+        self.rates = rates  # arrivals and stamp ages per sensor, for the node's /diagnostics
         self.roles = subscribed_topics(mapping)
         self.received: Counter[str] = Counter()
         self.used: Counter[str] = Counter()
@@ -164,6 +169,8 @@ class FusionPipeline:
             what = "camera_info:deserialize" if role in CAMERA_INFO_ROLES else "deserialize"
             self._drop(sensor, f"{DECODE_ERROR}:{what}", str(exc))
             return []
+        if self.rates is not None and role not in CAMERA_INFO_ROLES:
+            self.rates.add(role, rd.stamp_ns(msg.header), received_ns)
         try:
             decoded = self._decode(role, msg, received_ns)
         except rd.DecodeError as exc:

@@ -45,6 +45,8 @@ LABELS_TOPIC = "/sim/labels"
 DETECTIONS_TOPIC = "/fusion/detections"          # what the stack stands behind: score threshold and NMS
 ALL_DETECTIONS_TOPIC = "/fusion/detections/all"  # every box the model reported (>= 0.05): evaluation, mAP
 DETECTIONS_3D_TOPIC = "/fusion/detections_3d"     # the published boxes as vision_msgs/Detection3DArray (recordings)
+FRAME_RECORDS_TOPIC = "/fusion/frames"           # per frame: gate, experts, exit, energy, health (DiagnosticArray)
+DIAGNOSTICS_TOPIC = "/diagnostics"               # about 1 Hz: the node's health and each input's rate and stamps
 
 # --- message types ------------------------------------------------------------------------------
 IMAGE_TYPE = "sensor_msgs/msg/Image"

@@ -142,7 +142,8 @@ class Outputs:
         self.health: dict[int, dict[str, str]] = {}        # stamp -> health status values (+ "message")
         self.frame_order: list[int] = []
         self.final_health: list[tuple[str, dict[str, str]]] = []  # (message, values) of statuses without a frame
-        self._seen = {DETECTIONS_TOPIC: 0, DIAGNOSTICS_TOPIC: 0}
+        self._seen = {DETECTIONS_TOPIC: 0, T.FRAME_RECORDS_TOPIC: 0, DIAGNOSTICS_TOPIC: 0}
+        self.diagnostics: list[dict[str, object]] = []     # /diagnostics (about 1 Hz): status name -> status
 
     def _new(self, topic: str) -> list[bytes]:
         with self.listener._lock:
@@ -156,6 +157,8 @@ class Outputs:
             self.detections.append(stamp_of(msg.markers[0].header))  # DELETEALL first, stamped like the frame
             self.published[self.detections[-1]] = markers_to_boxes(msg)[1]
         for raw in self._new(DIAGNOSTICS_TOPIC):
+            self.diagnostics.append({s.name: s for s in ros_io.deserialize(raw, DIAGNOSTIC_ARRAY).status})
+        for raw in self._new(T.FRAME_RECORDS_TOPIC):
             statuses = {s.name: s for s in ros_io.deserialize(raw, DIAGNOSTIC_ARRAY).status}
             health = {kv.key: kv.value for kv in statuses[HEALTH_STATUS].values}
             if FRAME_STATUS not in statuses:  # the final counters, published at shutdown
@@ -228,7 +231,8 @@ def node(tmp_path_factory, sim_frames):
     # as `dyn-fusion up` hands the rig to the node (tf2_msgs, hence /tf_static, is not installable here)
     save_static_tf(calibration, rig_static_tf(rig_calibration(sim.config.sensors)))
     domain = fresh_domain_id()
-    listener = Listener(domain, {DETECTIONS_TOPIC: MARKER_ARRAY, DIAGNOSTICS_TOPIC: DIAGNOSTIC_ARRAY}, qos=RECORD_DEEP)
+    listener = Listener(domain, {DETECTIONS_TOPIC: MARKER_ARRAY, T.FRAME_RECORDS_TOPIC: DIAGNOSTIC_ARRAY,
+                                 DIAGNOSTICS_TOPIC: DIAGNOSTIC_ARRAY}, qos=RECORD_DEEP)
     args = ("--params-file", str(REPO / "configs" / "vehicle.yaml"), "-p", f"fusion.calibration_file:={calibration}",
             "-p", "fusion.process_every_frame:=true")
     try:
@@ -238,7 +242,7 @@ def node(tmp_path_factory, sim_frames):
                                       READY_TIMEOUT_S)
             assert ready and proc.poll() is None, log_path.read_text()
             feeder = Feeder(listener, sim, frames, epoch_ns=time.time_ns())
-            assert listener.wait_for(lambda: feeder.matched() and listener.node.count_publishers(DIAGNOSTICS_TOPIC)
+            assert listener.wait_for(lambda: feeder.matched() and listener.node.count_publishers(T.FRAME_RECORDS_TOPIC)
                                      and listener.node.count_publishers(DETECTIONS_TOPIC), 30.0), "discovery"
             yield FusionNodeUnderTest(proc, log_path, listener, feeder)
     finally:
@@ -365,6 +369,21 @@ def test_frames_around_bad_sensor_messages_are_fused_without_that_sensor(malform
     # NaN points are removed and the rest of the scan used; NaN depth pixels are "no measurement"
     assert all(not a for a in absent.values()), absent
     assert int(out.frame[stamps[NAN_FRAME]]["detections"]) > 0
+
+
+def test_diagnostics_report_health_and_each_inputs_rate_about_once_a_second(node, malformed_run):
+    """/diagnostics carries the node's health and one status per input (rate, stamp ages), as
+    ROS tools expect it, not the per-frame records (those are on /fusion/frames)."""
+    out = node.outputs()
+    assert out.diagnostics, "no /diagnostics message"
+    assert len(out.diagnostics) < len(out.frame)  # about 1 Hz, not one per frame
+    names = set().union(*out.diagnostics)
+    assert {"fusion_node: health", *(f"fusion_node: input {r}" for r in ("lidar", "radar", "rgb", "depth", "imu"))} <= names
+    lidar = [{kv.key: kv.value for kv in d["fusion_node: input lidar"].values} for d in out.diagnostics
+             if "fusion_node: input lidar" in d]
+    busy = [v for v in lidar if int(v["messages"]) > 0]
+    assert busy and all(float(v["rate_hz"]) > 0 and v["topic"] == T.LIDAR_TOPIC for v in busy)
+    assert all(float(v["stamp_age_ms_max"]) >= float(v["stamp_age_ms_min"]) for v in busy)
 
 
 # ------------------------------------------------------------------------ run-time settings

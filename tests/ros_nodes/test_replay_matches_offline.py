@@ -68,7 +68,7 @@ def test_the_recorded_run_opens_with_mcap_ros2_and_holds_detection3d_arrays(runs
             detections.append(m.ros_msg)
     frames = json.loads((runs / "replay" / "report.json").read_text())["frames_fused"]
     assert seen[T.DETECTIONS_3D_TOPIC] == seen[T.DETECTIONS_TOPIC] == seen[T.ALL_DETECTIONS_TOPIC] == frames
-    assert seen["/diagnostics"] >= frames and seen[T.GT_MARKERS_TOPIC] > 0
+    assert seen[T.FRAME_RECORDS_TOPIC] >= frames and seen[T.DIAGNOSTICS_TOPIC] >= 1 and seen[T.GT_MARKERS_TOPIC] > 0
     assert schemas[T.DETECTIONS_3D_TOPIC] == "vision_msgs/msg/Detection3DArray"
     published = [d for array in detections for d in array.detections]
     assert published and all(d.results[0].hypothesis.class_id in ("car", "pedestrian", "cyclist") for d in published)

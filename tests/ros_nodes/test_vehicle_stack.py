@@ -72,6 +72,10 @@ def test_lidar_death_switches_the_pivot_and_the_gate_and_warns(run):
         assert "lidar" not in f["active_experts"] and float(row["stem:lidar"]) == 0.0
         assert f["detections"] is not None
     assert all(f["pivot"] == "lidar" and float(row["stem:lidar"]) > 0 for f, row in alive)
+    # the report counts the warned frames and says why
+    health = json.loads((_out / "report.json").read_text())["health"]
+    assert health["warn"] >= len(dead) and any(p.startswith("lost lidar") for p in health["problems"])
+    assert "health of the frames" in (_out / "report.md").read_text()
 
 
 def test_frames_continue_through_frozen_camera_radar_noise_and_silent_imu(run):
