@@ -209,6 +209,7 @@ def up_command(args: argparse.Namespace) -> int:
     scenario_path = resolve_scenario(args.scenario)
     scenario = load_scenario(scenario_path)
     overrides = _overrides(args.set, "vehicle")
+    record = _record_overrides(args, _sim_mapping())  # checked before the run folder is touched
     grid = _report_grid(overrides)
     folder = _RunFolder(args.out, args.overwrite)
     # The rig's mounts, as /tf_static would carry them (tf2_msgs is not installable here).
@@ -219,7 +220,7 @@ def up_command(args: argparse.Namespace) -> int:
         "sim_node": {"sim.scenario": str(scenario_path), "sim.duration_s": str(args.duration_s),
                      "sim.wait_for_subscribers_s": "30.0"},
         "fusion_node": {"fusion.calibration_file": str(calibration)},
-        "energy_monitor": {"energy.run_dir": str(args.out), **_record_overrides(args, _sim_mapping())},
+        "energy_monitor": {"energy.run_dir": str(args.out), **record},
     }
     return _run_and_report("up", "vehicle", folder, plan_overrides, overrides, grid,
                            f"dyn-fusion up vehicle: {scenario.name}, {args.duration_s:g} s", live=True,
@@ -314,6 +315,7 @@ def replay_command(args: argparse.Namespace) -> int:
     mapping = TopicMapping.load(mapping_path)
     _check_mapping_meets_bag(args.bag, mapping, mapping_path)
     overrides = _overrides(args.set, "replay")
+    record = _record_overrides(args, mapping)  # checked before the run folder is touched
     grid = _report_grid(overrides)
     folder = _RunFolder(args.out, args.overwrite)
     calibration = args.out / "calibration.yaml"
@@ -326,7 +328,7 @@ def replay_command(args: argparse.Namespace) -> int:
         # fusion_node reads the player's /clock: latencies from header stamps on the bag's clock
         "fusion_node": {"fusion.calibration_file": str(calibration), "fusion.topic_mapping": str(mapping_path),
                         "fusion.process_every_frame": "true", "use_sim_time": "true", **_sync_overrides(mapping)},
-        "energy_monitor": {"energy.run_dir": str(args.out), **_record_overrides(args, mapping)},
+        "energy_monitor": {"energy.run_dir": str(args.out), **record},
     }
     return _run_and_report("replay", "replay", folder, plan_overrides, overrides, grid,
                            f"dyn-fusion replay: {args.bag.name} ({mapping_path.stem}, rate {args.rate:g})",

@@ -26,18 +26,18 @@ Published (per frame):
   joules by component as ``energy_j:<component>`` and ``sensor_energy_j:<sensor>``) and
   ``dyn_fusion: health`` (WARN when a detection sensor is lost or a frame is slow, ERROR after
   ``fusion.slow_frames_for_error`` slow frames in a row; message counts by drop cause);
+- ``/sensors/<sensor>/power/request`` ``std_msgs/String`` when power gating decides
+  (``docs/sensor_power_gating.md``).
 
 Published every ``diagnostics.period_s`` (1 s) on ``/diagnostics``, as ROS tools expect it
 (rqt_robot_monitor, diagnostic_aggregator): ``fusion_node: health`` (the worst frame health of
 the period, frames fused, drop totals) and one ``fusion_node: input <sensor>`` per input with
 its rate and stamp ages, WARN when it went silent, slowed down or its stamps are stale
-(``ros_nodes.input_rates``);
-- ``/sensors/<sensor>/power/request`` ``std_msgs/String`` when power gating decides
-  (``docs/sensor_power_gating.md``).
+(``ros_nodes.input_rates``).
 
 Gate mode, k, γ, λ, the exit policy and its settings, and the ``publish.*`` filter change at
-run time through parameter updates (``ros2 param set /fusion_node fusion.gate_mode loss``); a bad value is refused with
-the reason and the old settings stay. Those parameters are generated from ``GateSettings`` and
+run time through parameter updates (``ros2 param set /fusion_node fusion.gate_mode loss``); a
+bad value is refused with the reason and the old settings stay. Those parameters are generated from ``GateSettings`` and
 ``ExitSettings`` (their docs, ranges and choices; ``fusion.gate_mode``, ``fusion.exit_*``); the
 runner comes from ``fusion_core.runtime.builder`` like the CLI's.
 """
@@ -273,7 +273,8 @@ class FusionNode(Node):
         if fixed:
             return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: only read at start-up")
         if any(not p.name.startswith(("fusion.", "publish.")) for p in params):
-            return SetParametersResult(successful=False, reason="sync.* and power.* are only read at start-up")
+            return SetParametersResult(successful=False,
+                                       reason="sync.*, power.* and diagnostics.* are only read at start-up")
         try:
             # the same range and choice checks as at start-up
             gate_settings = online_gate(update_section(self.gate_settings, "fusion", updates))
@@ -377,11 +378,12 @@ class FusionNode(Node):
             msg = ros_io.types()["std_msgs/msg/String"](data=command.state)
             self.power_pubs[command.sensor].publish(ros_io.serialize(msg, "std_msgs/msg/String"))
             self.get_logger().info(f"power: {command.sensor} -> {command.state} ({command.reason})")
-        self.records_pub.publish(ros_io.serialize(self._diagnostics(outcome, len(published), stamp_ms, received_ms),
+        self.records_pub.publish(ros_io.serialize(self._frame_record(outcome, len(published), stamp_ms, received_ms),
                                                   "diagnostic_msgs/msg/DiagnosticArray"))
         self.frames_published += 1
 
-    def _diagnostics(self, o: FrameOutcome, n_published: int, e2e_ms: float, received_ms: float):
+    def _frame_record(self, o: FrameOutcome, n_published: int, e2e_ms: float, received_ms: float):
+        """The frame's record for /fusion/frames: its frame status and its health status."""
         t = ros_io.types()
         r, s = o.result, self.fusion.settings
         frame_values = [

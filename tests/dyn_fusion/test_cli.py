@@ -58,3 +58,12 @@ def test_evaluate_refuses_unwritable_outputs_before_evaluating(tmp_path, capsys)
         # the checkpoint does not exist either: the output check must come first
         assert main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--data", str(tmp_path), *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_record_sensors_without_record_is_refused_before_the_run_folder_is_touched(tmp_path, capsys):
+    previous = tmp_path / "run"
+    previous.mkdir()
+    (previous / "report.md").write_text("the previous run\n")
+    assert main(["up", "vehicle", "--record-sensors", "--out", str(previous), "--overwrite"]) == 2
+    assert "--record-sensors: only with --record" in capsys.readouterr().err
+    assert (previous / "report.md").read_text() == "the previous run\n"
