@@ -44,9 +44,9 @@ _POINT_FIELD_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "
 
 # Larger clouds are refused (``too_many_points``) by every reader of a recording or a live topic,
 # the same rule in each so that `evaluate` and `replay` of one bag make the same frames. A scan
-# of today's densest spinning LiDARs is ~260 k points (128 beams x 2048); ten times the scans the
-# model was trained on would only slow the frame down (the fusion node's ``max_cloud_points``
-# can lower it for a small computer).
+# of today's densest spinning LiDARs is ~260 k points (128 beams x 2048); a cloud of several
+# scans merged (a misconfigured driver's accumulated sweep, 2 M points) would only stall the
+# frame (the fusion node's ``max_cloud_points`` can lower the limit for a small computer).
 MAX_CLOUD_POINTS = 500_000
 
 
