@@ -175,14 +175,11 @@ class FusionPipeline:
             decoded = self._decode(role, msg, received_ns)
         except rd.DecodeError as exc:
             what = f"camera_info:{exc.what}" if role in CAMERA_INFO_ROLES and exc.what != "camera_info" else exc.what
-            if role == self.sync.pivot and role != "imu":
-                # the frame is still there, only this sensor is not (see the module doc)
-                decoded = DecodedMessage(msg.header.frame_id, None, received_ns, f"{DECODE_ERROR}:{what}", str(exc))
-                frames = self.sync.add(role, rd.stamp_ns(msg.header), decoded)
-                self._count_sync_drops()
-                return self._ready(frames)
-            self._drop(sensor, f"{DECODE_ERROR}:{what}", str(exc))
-            return []
+            if role != self.sync.pivot or role == "imu":
+                self._drop(sensor, f"{DECODE_ERROR}:{what}", str(exc))
+                return []
+            # the frame is still there, only this sensor is not (see the module doc)
+            decoded = DecodedMessage(msg.header.frame_id, None, received_ns, f"{DECODE_ERROR}:{what}", str(exc))
         if role in CAMERA_INFO_ROLES:
             self._intrinsics[sensor] = decoded
             self.used[role] += 1

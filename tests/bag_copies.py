@@ -12,6 +12,16 @@ from fusion_core.config_io import read_yaml
 from fusion_core.data.ros_types import shared_typestore
 
 
+def simulated_bag(folder: Path, frames: int) -> Path:
+    """A good rosbag2 of ``frames`` frames of the default scenario at ``folder``/good."""
+    from sim.config import load_scenario, resolve_scenario
+    from sim.session import simulate_to_path
+
+    path = Path(folder) / "good"
+    simulate_to_path(load_scenario(resolve_scenario("default")), frames, path, "bag", progress=False)
+    return path
+
+
 def copy_bag(src: Path, dst: Path, storage: StoragePlugin = StoragePlugin.SQLITE3) -> Path:
     """Every message of ``src`` into a new rosbag2 at ``dst`` in ``storage``, with ``src``'s
     custom data (scenario name, time origin), so a reader makes the same frames of both."""

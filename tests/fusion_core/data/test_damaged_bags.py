@@ -16,18 +16,14 @@ from fusion_core.data.bag_salvage import BagReadError, salvage
 from fusion_core.data.ros_types import shared_typestore
 from fusion_core.data.rosbag_source import DamagedBagError, RosbagSource
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
-from sim.config import load_scenario, resolve_scenario
-from sim.session import simulate_to_path
-from tests.bag_copies import copy_bag, overwrite_db3_tail
+from tests.bag_copies import copy_bag, overwrite_db3_tail, simulated_bag
 
 FRAMES = 12
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
-    path = tmp_path_factory.mktemp("damaged") / "good"
-    simulate_to_path(load_scenario(resolve_scenario("default")), FRAMES, path, "bag", progress=False)
-    return path
+    return simulated_bag(tmp_path_factory.mktemp("damaged"), FRAMES)
 
 
 @pytest.fixture(scope="module")

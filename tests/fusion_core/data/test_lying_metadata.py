@@ -21,9 +21,7 @@ from fusion_core.data.open_source import open_source, source_error_note, source_
 from fusion_core.data.ros_types import shared_typestore
 from fusion_core.data.rosbag_source import RosbagSource
 from fusion_core.data.topic_mapping import TopicMapping, data_config_dir
-from sim.config import load_scenario, resolve_scenario
-from sim.session import simulate_to_path
-from tests.bag_copies import copy_bag
+from tests.bag_copies import copy_bag, simulated_bag
 
 FRAMES = 8
 CLOUD, IMAGE = "sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/Image"
@@ -31,9 +29,7 @@ CLOUD, IMAGE = "sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/Image"
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
-    path = tmp_path_factory.mktemp("lying") / "good"
-    simulate_to_path(load_scenario(resolve_scenario("default")), FRAMES, path, "bag", progress=False)
-    return path
+    return simulated_bag(tmp_path_factory.mktemp("lying"), FRAMES)
 
 
 @pytest.fixture(scope="module")
